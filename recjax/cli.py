@@ -1,0 +1,98 @@
+"""The `recjax` command: train, evaluate and recommend. Thin: the work lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from recjax.config import ExperimentConfig, load_experiment
+from recjax.data.report import DataFormatError
+
+DEFAULT_RUNS = Path("runs")
+_USER_ERRORS = (FileNotFoundError, NotADirectoryError, DataFormatError, KeyError, ValueError,
+                ImportError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args)
+    except _USER_ERRORS as error:
+        if args.debug:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"recjax {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recjax", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command")
+
+    train = commands.add_parser("train", help="train, evaluate and index (default: embedded data)")
+    train.add_argument("--config", help="experiment file[:variant], e.g. "
+                       "experiments/online_retail.py:smoke (default: the embedded-data job)")
+    train.add_argument("--workdir", type=Path, help="run directory (default: runs/<name>)")
+    train.add_argument("--data", help="data file or folder, overriding the config's path")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="re-evaluate a run's latest checkpoint")
+    evaluate.add_argument("--workdir", type=Path, required=True)
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(run=_evaluate)
+
+    recommend = commands.add_parser("recommend", help="top-k items for one user of a run")
+    recommend.add_argument("--workdir", type=Path, required=True)
+    recommend.add_argument("--user", required=True, help="raw user id, as in the data")
+    recommend.add_argument("--k", type=int, default=10)
+    recommend.set_defaults(run=_recommend)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from recjax.main_job import train_and_evaluate
+
+    config = load_experiment(args.config) if args.config else ExperimentConfig()
+    if args.data:
+        if not Path(args.data).exists():
+            raise FileNotFoundError(f"--data {args.data}: no such file or folder")
+        config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=args.data))
+    workdir = args.workdir or DEFAULT_RUNS / config.name
+    train_and_evaluate(config, workdir, progress=not args.no_progress)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from recjax.main_job import evaluate_workdir
+
+    evaluate_workdir(args.workdir, progress=not args.no_progress)
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from recjax.main_job import load_config, load_data
+    from recjax.recommend import recommend
+    from recjax.training.trainer import restore_trained
+
+    if args.k < 1:
+        raise ValueError(f"--k must be at least 1, got {args.k}")
+    config = load_config(args.workdir)
+    data = load_data(config, say=lambda _: None)
+    trained = restore_trained(config, data, args.workdir)
+    for rank, item in enumerate(recommend(data, trained, args.user, k=args.k,
+                                          exclude_seen=config.eval.exclude_seen), start=1):
+        print(f"{rank:>3}  {item.score:7.4f}  {item.item:<12}  {item.text}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The experiment config: one frozen dataclass tree, loadable from experiment files and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from recjax.data.examples import ExampleConfig
+from recjax.data.pipeline import BatchConfig
+from recjax.data.sources import DataConfig
+from recjax.models.two_tower import TwoTowerConfig
+from recjax.retrieval.scann_index import ScannConfig
+from recjax.sharding.mesh import MeshConfig
+from recjax.training.checkpoint import CheckpointConfig
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OptimizerConfig:
+    """Separate optimizers for embedding tables and dense layers."""
+
+    learning_rate: float = 2e-3  # Adam(W) step size for dense layers.
+    table_learning_rate: float = 2e-3  # Adam step size for embedding tables.
+    weight_decay: float = 1e-4  # Decoupled weight decay on dense layers only.
+    warmup_steps: int = 100  # Linear warm-up of both learning rates.
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """How long and how to train."""
+
+    num_epochs: float = 4.0  # Passes over the training positions.
+    max_steps: int | None = None  # Stop after this many steps (overrides num_epochs if smaller).
+    temperature: float = 0.05  # Softmax temperature over L2-normalised vectors.
+    log_every_steps: int = 50  # Metrics to metrics.jsonl/TensorBoard every this many steps.
+    batch: BatchConfig = BatchConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    """Full-ranking evaluation and baselines."""
+
+    ks: tuple[int, ...] = (10, 20, 50, 100)  # Metric cut-offs.
+    exclude_seen: bool = False  # Remove items the user had before the query from candidates.
+    cooccurrence_window: int = 5  # Baseline: pairs within this many positions co-occur.
+    batch_size: int = 256  # Users scored at once.
+    max_users: int | None = None  # Evaluate only the first N users (smoke runs).
+    show_examples: int = 3  # Users whose recommendations are printed after training.
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """Everything one run needs. The defaults are the main job on the embedded dataset."""
+
+    name: str = "online_retail"
+    seed: int = 0  # Parameter initialisation seed.
+    data: DataConfig = DataConfig()
+    examples: ExampleConfig = ExampleConfig()
+    model: TwoTowerConfig = TwoTowerConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    scann: ScannConfig = ScannConfig()
+    mesh: MeshConfig = MeshConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+
+def load_experiment(spec: str) -> ExperimentConfig:
+    """Loads `path/to/experiment.py[:variant]` by calling its `get_config(variant)`."""
+    path_text, _, variant = spec.partition(":")
+    path = Path(path_text)
+    if not path.is_file():
+        raise FileNotFoundError(f"Experiment file not found: {path}")
+    module_spec = importlib.util.spec_from_file_location(f"recjax_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path} has no get_config(variant) function.")
+    config = module.get_config(variant or "default")
+    if not isinstance(config, ExperimentConfig):
+        raise TypeError(f"{path}:get_config returned {type(config).__name__}, not ExperimentConfig.")
+    return config
+
+
+def to_json(config: Any) -> str:
+    return json.dumps(dataclasses.asdict(config), indent=2)
+
+
+def from_json(text: str) -> ExperimentConfig:
+    return _build(ExperimentConfig, json.loads(text))
+
+
+def _build(cls: type, values: Any) -> Any:
+    """Rebuilds a (nested) config dataclass from `dataclasses.asdict` output."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.name in values:
+            kwargs[field.name] = _convert(hints[field.name], values[field.name])
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if dataclasses.is_dataclass(option):
+            return _build(option, value)
+        if typing.get_origin(option) is tuple:
+            return tuple(value)
+    return value

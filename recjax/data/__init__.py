@@ -1,0 +1,1 @@
+"""Data layer: readers → EventLog → vocabularies → splits → training examples → batches."""

@@ -1,0 +1,1 @@
+"""Datasets that ship inside recjax (see ATTRIBUTION.md)."""

@@ -1,0 +1,1 @@
+"""Flax linen models: towers, encoders, rankers. Pure functions of their params."""

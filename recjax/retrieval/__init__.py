@@ -1,0 +1,1 @@
+"""Candidate retrieval over item embeddings: exact top-k and ScaNN approximate search."""

@@ -1,0 +1,1 @@
+"""Device meshes and how arrays are laid out on them."""

@@ -1,0 +1,59 @@
+"""One device mesh with named axes: `data` splits the batch, `model` splits table rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+DATA_AXIS = "data"
+MODEL_AXIS = "model"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class MeshConfig:
+    """Mesh shape; -1 on one axis means "all the remaining devices"."""
+
+    data: int = -1  # Devices along the batch axis.
+    model: int = 1  # Devices along the embedding-table row axis.
+
+
+def make_mesh(config: MeshConfig, devices: list[jax.Device] | None = None) -> Mesh:
+    """A (data, model) mesh over `devices` (default: all devices of this process group)."""
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = [config.data, config.model]
+    if sizes.count(-1) > 1:
+        raise ValueError(f"At most one mesh axis may be -1, got {config}.")
+    known = math.prod(size for size in sizes if size != -1)
+    if -1 in sizes:
+        if len(devices) % known:
+            raise ValueError(f"{len(devices)} devices do not divide into a {config} mesh.")
+        sizes[sizes.index(-1)] = len(devices) // known
+    if math.prod(sizes) != len(devices):
+        raise ValueError(f"Mesh {sizes} needs {math.prod(sizes)} devices, {len(devices)} present.")
+    return Mesh(np.asarray(devices).reshape(sizes), (DATA_AXIS, MODEL_AXIS))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dimension split over `data`, the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def param_shardings(mesh: Mesh, abstract_params):
+    """Embedding tables split by rows over `model` (when the rows divide); the rest replicated."""
+    model_size = mesh.shape[MODEL_AXIS]
+
+    def sharding_for(path, leaf) -> NamedSharding:
+        is_table = any(getattr(key, "key", None) == "embedding" for key in path)
+        if is_table and leaf.ndim == 2 and leaf.shape[0] % model_size == 0:
+            return NamedSharding(mesh, PartitionSpec(MODEL_AXIS, None))
+        return replicated(mesh)
+
+    return jax.tree_util.tree_map_with_path(sharding_for, abstract_params)

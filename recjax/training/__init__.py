@@ -1,0 +1,1 @@
+"""Training: TrainState, checkpoints (the only orbax user) and metrics logs."""

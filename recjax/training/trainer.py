@@ -1,0 +1,201 @@
+"""The two-tower training loop: mesh → abstract state → sharded init → restore → steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+import tqdm
+from jax.sharding import Mesh, NamedSharding
+
+from recjax.config import ExperimentConfig, TrainConfig
+from recjax.data.examples import RetrievalData
+from recjax.data.pipeline import TrainBatches
+from recjax.losses.retrieval import sampled_softmax_loss
+from recjax.models.two_tower import TwoTower
+from recjax.sharding.mesh import batch_sharding, make_mesh, param_shardings, replicated
+from recjax.training.checkpoint import Checkpointer, restore_or_initialize
+from recjax.training.metrics_writer import MetricsWriter
+from recjax.training.optimizer import make_optimizer
+from recjax.training.train_state import TrainState
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    model: TwoTower
+    state: TrainState
+    how: str  # "fresh", "warm-start" or "resumed@STEP": where training started from.
+
+
+def build_model(config: ExperimentConfig, data: RetrievalData) -> TwoTower:
+    return TwoTower(
+        config=config.model,
+        num_users=len(data.users),
+        num_items=data.num_items,
+        num_contexts=len(data.contexts),
+        num_text_buckets=data.config.text_buckets,
+    )
+
+
+def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    steps = int(round(config.num_epochs * steps_per_epoch))
+    return min(steps, config.max_steps) if config.max_steps is not None else steps
+
+
+def make_train_step(model: TwoTower, config: TrainConfig):
+    """`train_step(state, batch) -> (state, metrics)`: one pure update."""
+
+    def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
+        variables = {"params": params}
+        users_bd, items_bd = model.apply(variables, batch, train=True, rngs={"dropout": rng})
+        negatives = {}
+        if "negative" in batch:
+            negatives = dict(
+                negatives_md=model.apply(
+                    variables,
+                    batch["negative"],
+                    batch["negative_tokens"],
+                    train=True,
+                    rngs={"dropout": rng},
+                    method=TwoTower.encode_items,
+                ),
+                negative_ids_m=batch["negative"],
+                negative_log_q_m=batch["negative_log_q"],
+            )
+        return sampled_softmax_loss(
+            users_bd,
+            items_bd,
+            batch["item"],
+            batch["item_log_q"],
+            temperature=config.temperature,
+            **negatives,
+        )
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        rng = jax.random.fold_in(state.rng, state.step)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, rng)
+        metrics = {"train/loss": loss, "train/grad_norm": optax.global_norm(grads)}
+        return state.apply_gradients(grads), metrics
+
+    return train_step
+
+
+def _batch_shardings(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, NamedSharding]:
+    """Per-example arrays split over `data`; shared extra negatives replicated."""
+    per_example = batch_sharding(mesh)
+    return {key: replicated(mesh) if key.startswith("negative") else per_example for key in batch}
+
+
+def _abstract_state(
+    config: ExperimentConfig, model: TwoTower, sample: dict[str, np.ndarray], steps: int, mesh: Mesh
+):
+    """(init function, abstract sharded state, state shardings)."""
+    optimizer = config.train.optimizer
+    tx = make_optimizer(
+        learning_rate=optimizer.learning_rate,
+        table_learning_rate=optimizer.table_learning_rate,
+        weight_decay=optimizer.weight_decay,
+        warmup_steps=optimizer.warmup_steps,
+        total_steps=steps,
+    )
+
+    def init(rng: jax.Array) -> TrainState:
+        init_rng, state_rng = jax.random.split(rng)
+        params = model.init(init_rng, sample)["params"]
+        return TrainState.create(apply_fn=model.apply, params=params, tx=tx, rng=state_rng)
+
+    rng = jax.random.PRNGKey(config.seed)
+    abstract = jax.eval_shape(init, rng)
+    shardings = param_shardings(mesh, abstract)
+    abstract = jax.tree.map(
+        lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+        abstract,
+        shardings,
+    )
+    return lambda: jax.jit(init, out_shardings=shardings)(rng), abstract, shardings
+
+
+def train(
+    config: ExperimentConfig, data: RetrievalData, workdir: str | Path, *, progress: bool = True
+) -> TrainedModel:
+    """Trains (or resumes training of) the two-tower model in `workdir`."""
+    workdir = Path(workdir)
+    mesh = make_mesh(config.mesh)
+    batches = TrainBatches(data, config.train.batch)
+    steps = total_steps(config.train, batches.steps_per_epoch)
+    model = build_model(config, data)
+    sample = batches(0)
+    init_fn, abstract, state_shardings = _abstract_state(config, model, sample, steps, mesh)
+    input_shardings = _batch_shardings(mesh, sample)
+    step_fn = jax.jit(
+        make_train_step(model, config.train),
+        in_shardings=(state_shardings, input_shardings),
+        out_shardings=(state_shardings, replicated(mesh)),
+        donate_argnums=0,
+    )
+
+    with (
+        Checkpointer(workdir / CHECKPOINT_DIR, config.checkpoint) as checkpointer,
+        MetricsWriter(workdir) as writer,
+    ):
+        state, _, how = restore_or_initialize(checkpointer, abstract, init_fn, config.checkpoint)
+        first = int(state.step)
+        bar = tqdm.tqdm(
+            total=steps,
+            initial=first,
+            disable=not progress,
+            desc="train",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        window_start, window_steps = time.perf_counter(), 0
+        for step in range(first, steps):
+            batch = jax.device_put(batches(step), input_shardings)
+            state, metrics = step_fn(state, batch)
+            window_steps += 1
+            if (step + 1) % config.train.log_every_steps == 0 or step + 1 == steps:
+                values = {name: float(value) for name, value in jax.device_get(metrics).items()}
+                elapsed = time.perf_counter() - window_start
+                values["train/examples_per_sec"] = (
+                    window_steps * config.train.batch.batch_size / max(elapsed, 1e-9)
+                )
+                values["train/epoch"] = (step + 1) / batches.steps_per_epoch
+                writer.write(step + 1, values)
+                bar.set_postfix(
+                    loss=f"{values['train/loss']:.3f}",
+                    ex_per_s=f"{values['train/examples_per_sec']:,.0f}",
+                )
+                window_start, window_steps = time.perf_counter(), 0
+            checkpointer.save(step + 1, state, {"step": step + 1})
+            bar.update(1)
+        bar.close()
+        checkpointer.save(int(state.step), state, {"step": int(state.step)}, force=True)
+        checkpointer.wait_until_finished()
+    return TrainedModel(model=model, state=state, how=how)
+
+
+def restore_trained(
+    config: ExperimentConfig, data: RetrievalData, workdir: str | Path
+) -> TrainedModel:
+    """The latest checkpointed model of a finished (or interrupted) run in `workdir`."""
+    mesh = make_mesh(config.mesh)
+    batches = TrainBatches(data, config.train.batch)
+    model = build_model(config, data)
+    steps = total_steps(config.train, batches.steps_per_epoch)
+    _, abstract, _ = _abstract_state(config, model, batches(0), steps, mesh)
+    with Checkpointer(Path(workdir) / CHECKPOINT_DIR, config.checkpoint) as checkpointer:
+        step = checkpointer.latest_step()
+        if step is None:
+            raise FileNotFoundError(
+                f"No checkpoint in {Path(workdir) / CHECKPOINT_DIR}: "
+                "run `recjax train` with this --workdir first."
+            )
+        state, _ = checkpointer.restore(abstract, step)
+    return TrainedModel(model=model, state=state, how=f"restored@{step}")

@@ -1,0 +1,29 @@
+"""Test setup: 8 fake CPU devices for sharding tests, and access to ../shared/data."""
+
+import os
+
+# Must be set before jax initialises its backends.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def _shared_data_path(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.exists():
+        message = f"{path} is missing (tests that read ../shared/data need it next to the repo)."
+        if os.environ.get("RECJAX_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def shared_data():
+    """Returns a function mapping a path under ../shared/data to a Path, or skips/fails."""
+    return _shared_data_path
