@@ -111,7 +111,11 @@ class RetrievalData:
         Raises:
           KeyError: naming the first id with no events in this data.
         """
-        raw_users = np.asarray(raw_users, dtype=self.users.ids.dtype)
+        raw_users = np.asarray(raw_users)
+        # Cast ints/strings to the vocabulary's kind, but never to its fixed string width:
+        # "annie" cut to "ann" would silently answer for another user.
+        is_text = self.users.ids.dtype.kind == "U"
+        raw_users = raw_users.astype(str if is_text else self.users.ids.dtype)
         known = self.users.contains(raw_users)
         rows = np.searchsorted(self.timelines.users, self.users.lookup(raw_users))
         rows = np.minimum(rows, len(self.timelines.users) - 1)
@@ -125,10 +129,13 @@ class RetrievalData:
         marked = self.roles == role
         timeline = self.timelines.timeline_of_position()
         positions = np.flatnonzero(marked)
-        first = positions[np.r_[True, timeline[positions][1:] != timeline[positions][:-1]]]
+        # Each user's first marked position (none at all when no user has this role).
+        first = positions[np.diff(timeline[positions], prepend=-1) != 0]
         query_timeline = timeline[first]
+        # Unique: an item bought twice in the held-out period is one target, not two
+        # (duplicates would count twice in recall and push NDCG above 1).
         targets = _padded_groups(np.searchsorted(query_timeline, timeline[positions]),
-                                 self.timelines.items[positions], len(first))
+                                 self.timelines.items[positions], len(first), unique=True)
         before = timeline_positions_before(self.timelines, first)
         seen = _padded_groups(before[0], self.timelines.items[before[1]], len(first), unique=True)
         return EvalSet(positions=first, targets=targets, seen=seen)

@@ -23,9 +23,13 @@ def stable_hash(values: np.ndarray) -> np.ndarray:
             raise TypeError(f"Can hash integer or unicode arrays, not {values.dtype}.")
         width = max(values.dtype.itemsize // 4, 1)
         codes = np.ascontiguousarray(values).view(np.uint32).reshape(len(values), width)
+        # Only a string's own characters count, not the NUL padding up to the array's
+        # width: "red" must hash the same alone as next to "lantern".
+        lengths = np.strings.str_len(values)
         hashed = np.full(len(values), _FNV_OFFSET, dtype=np.uint64)
         for column in range(width):  # loop over characters, vectorised over values
-            hashed = (hashed ^ codes[:, column].astype(np.uint64)) * _FNV_PRIME
+            mixed = (hashed ^ codes[:, column].astype(np.uint64)) * _FNV_PRIME
+            hashed = np.where(column < lengths, mixed, hashed)
         return hashed
 
 

@@ -38,7 +38,7 @@ class Vocabulary:
         raw_ids = np.asarray(raw_ids)
         position, known = self._locate(raw_ids)
         if not known.all() and self.num_oov_buckets == 0:
-            raise KeyError(f"Unknown id {raw_ids[~known][0]!r} and no OOV buckets.")
+            raise KeyError(f"Unknown id {raw_ids[~known][0].item()!r} and no OOV buckets.")
         indices = np.empty(raw_ids.shape, dtype=np.int32)
         indices[known] = self.first_known + position[known]
         if not known.all():

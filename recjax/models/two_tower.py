@@ -26,6 +26,7 @@ class TwoTowerConfig:
     hidden_dims: tuple[int, ...] = (256,)  # Hidden layers of each tower's MLP.
     output_dim: int = 64  # Width of the shared user/item space (L2-normalised).
     dropout: float = 0.0  # Dropout on tower inputs during training.
+    recent_length: int = 5  # The user tower also pools the last few history items alone.
 
 
 def masked_mean(embeddings_bhd: jax.Array, ids_bh: jax.Array) -> jax.Array:
@@ -52,7 +53,8 @@ class Tower(nn.Module):
 
 
 class TwoTower(nn.Module):
-    """User tower (user id, pooled history, context) and item tower (item id, text tokens).
+    """User tower (user id, pooled history, pooled recent history, context) and item
+    tower (item id, text tokens).
 
     The item id table is shared: the history is pooled from the same item embeddings
     the item tower reads, so what is learned about an item as a target transfers to
@@ -78,9 +80,12 @@ class TwoTower(nn.Module):
 
     def encode_users(self, user_b: jax.Array, history_bh: jax.Array, context_b: jax.Array,
                      *, train: bool = False) -> jax.Array:
+        history_bhd = self.item_embedding(history_bh)
+        recent = slice(-self.config.recent_length, None)  # histories are left-padded
         features_bd = jnp.concatenate([
             self.user_embedding(user_b),
-            masked_mean(self.item_embedding(history_bh), history_bh),
+            masked_mean(history_bhd, history_bh),
+            masked_mean(history_bhd[:, recent], history_bh[:, recent]),
             self.context_embedding(context_b),
         ], axis=-1)
         return self.user_tower(features_bd, train=train)

@@ -22,7 +22,11 @@ class MeshConfig:
 
 
 def make_mesh(config: MeshConfig, devices: list[jax.Device] | None = None) -> Mesh:
-    """A (data, model) mesh over `devices` (default: all devices of this process group)."""
+    """A (data, model) mesh over `devices` (default: all devices of this process group).
+
+    With no -1 axis, a mesh smaller than the device list takes its first devices (one
+    device for debugging, say); a larger one is an error.
+    """
     devices = list(jax.devices() if devices is None else devices)
     sizes = [config.data, config.model]
     if sizes.count(-1) > 1:
@@ -32,9 +36,10 @@ def make_mesh(config: MeshConfig, devices: list[jax.Device] | None = None) -> Me
         if len(devices) % known:
             raise ValueError(f"{len(devices)} devices do not divide into a {config} mesh.")
         sizes[sizes.index(-1)] = len(devices) // known
-    if math.prod(sizes) != len(devices):
+    if math.prod(sizes) > len(devices):
         raise ValueError(f"Mesh {sizes} needs {math.prod(sizes)} devices, {len(devices)} present.")
-    return Mesh(np.asarray(devices).reshape(sizes), (DATA_AXIS, MODEL_AXIS))
+    used = devices[: math.prod(sizes)]
+    return Mesh(np.asarray(used).reshape(sizes), (DATA_AXIS, MODEL_AXIS))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -44,8 +44,16 @@ def build_model(config: ExperimentConfig, data: RetrievalData) -> TwoTower:
     )
 
 
+def scheduled_steps(config: TrainConfig, steps_per_epoch: int) -> int:
+    """Steps the learning-rate schedule spans: `num_epochs` worth."""
+    return max(int(round(config.num_epochs * steps_per_epoch)), 1)
+
+
 def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
-    steps = int(round(config.num_epochs * steps_per_epoch))
+    """Steps to run: the schedule, cut at `max_steps` (which leaves the schedule as it is,
+    so a run stopped early and resumed with a larger `max_steps` matches one that never
+    stopped)."""
+    steps = scheduled_steps(config, steps_per_epoch)
     return min(steps, config.max_steps) if config.max_steps is not None else steps
 
 
@@ -81,7 +89,7 @@ def make_train_step(model: TwoTower, config: TrainConfig):
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         rng = jax.random.fold_in(state.rng, state.step)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, rng)
-        metrics = {"train/loss": loss, "train/grad_norm": optax.global_norm(grads)}
+        metrics = {"train/loss": loss, "train/grad_norm": optax.tree.norm(grads)}
         return state.apply_gradients(grads), metrics
 
     return train_step
@@ -132,7 +140,8 @@ def train(
     steps = total_steps(config.train, batches.steps_per_epoch)
     model = build_model(config, data)
     sample = batches(0)
-    init_fn, abstract, state_shardings = _abstract_state(config, model, sample, steps, mesh)
+    init_fn, abstract, state_shardings = _abstract_state(
+        config, model, sample, scheduled_steps(config.train, batches.steps_per_epoch), mesh)
     input_shardings = _batch_shardings(mesh, sample)
     step_fn = jax.jit(
         make_train_step(model, config.train),
@@ -188,7 +197,7 @@ def restore_trained(
     mesh = make_mesh(config.mesh)
     batches = TrainBatches(data, config.train.batch)
     model = build_model(config, data)
-    steps = total_steps(config.train, batches.steps_per_epoch)
+    steps = scheduled_steps(config.train, batches.steps_per_epoch)
     _, abstract, _ = _abstract_state(config, model, batches(0), steps, mesh)
     with Checkpointer(Path(workdir) / CHECKPOINT_DIR, config.checkpoint) as checkpointer:
         step = checkpointer.latest_step()

@@ -22,22 +22,22 @@ from recjax.data.event_log import EventLog, EventType
 from recjax.data.report import DataFormatError, LoadReport, OnError
 from recjax.data.sources import ColumnMapping, LoadResult
 from recjax.data.sources.text import (
-    INTEGER,
-    NUMBER,
     RowErrors,
     finish,
-    matches,
     parse_floats,
     parse_ids,
     parse_timestamps,
     read_text,
     split_lines,
+    to_floats,
+    to_ints,
 )
 
 _EVENT_TYPES = ", ".join(f"{t.name} ({t.value})" for t in EventType)
 
 
-def read_csv(path: str | Path, columns: ColumnMapping, *, on_error: OnError = "raise") -> LoadResult:
+def read_csv(path: str | Path, columns: ColumnMapping, *,
+             on_error: OnError = "raise") -> LoadResult:
     """Reads a UTF-8, comma-separated file with a header row into events.
 
     Values may be quoted ("a, b"), but not span lines: each file line is one row, and
@@ -190,10 +190,9 @@ def _event_types(values: pa.Array, lines: np.ndarray, field: str,
     codes = np.array([t.value for t in EventType])
     named = pc.index_in(pc.utf8_upper(strings), value_set=pa.array([t.name for t in EventType]))
     by_name = codes[named.fill_null(0).to_numpy()]
-    is_int = matches(strings, INTEGER)
-    by_value = pc.cast(pc.if_else(is_int, strings, "-1"), pa.int64()).to_numpy()
+    by_value, is_int = to_ints(strings)
     is_named = named.is_valid().to_numpy(zero_copy_only=False)
-    ok = is_named | np.isin(by_value, codes)
+    ok = is_named | (is_int & np.isin(by_value, codes))
     errors.flag(~ok, lines, field, f"an event type: {_EVENT_TYPES}", strings)
     return np.where(is_named, by_name, np.where(ok, by_value, 0))
 
@@ -201,8 +200,9 @@ def _event_types(values: pa.Array, lines: np.ndarray, field: str,
 def _feature(values: pa.Array) -> np.ndarray:
     """Text -> int64 or float64 where every value parses; other types as they are."""
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        for pattern, to in ((INTEGER, pa.int64()), (NUMBER, pa.float64())):
-            if matches(values, pattern).all():
-                return pc.cast(values, to).to_numpy()
+        for parse in (to_ints, to_floats):
+            parsed, ok = parse(values)
+            if ok.all():
+                return parsed
         return np.asarray(values.to_numpy(zero_copy_only=False), dtype=str)
     return values.to_numpy(zero_copy_only=False)

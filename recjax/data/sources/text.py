@@ -20,10 +20,12 @@ from recjax.data.event_log import EventLog
 from recjax.data.report import DataFormatError, LoadReport, OnError
 from recjax.data.sources import LoadResult
 
-INTEGER = r"^-?(\d{1,18}|[0-8]\d{18})$"  # Every match fits in an int64.
-NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
-ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?)?$"
-_ZONED = r"[T ].*(Z|[+-]\d{2}(:?\d{2})?)$"  # An ISO_DATETIME with a UTC offset.
+_INTEGER = r"^-?\d+$"  # Casting flags the ones outside int64.
+_NUMBER = r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$"
+_OFFSET = r"(Z|[+-]\d{2}(:?\d{2})?)"  # A UTC offset: Z, +hh, +hhmm or +hh:mm.
+_TIME = r"\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?"  # hh:mm, hh:mm:ss or hh:mm:ss.fraction.
+_ISO_DATETIME = rf"^\d{{4}}-\d{{2}}-\d{{2}}([T ]{_TIME}{_OFFSET}?)?$"
+_ZONED = rf"[T ].*{_OFFSET}$"  # An _ISO_DATETIME with a UTC offset.
 _EXAMPLES = 5  # Skipped rows whose messages go to `LoadReport.first_skipped`.
 _MAX_FOUND = 120  # Characters of the offending text kept in an error message.
 
@@ -68,7 +70,7 @@ class RowErrors:
         lines, check, index = lines[first], check[first], index[first]
         if self.on_error == "raise":
             raise self._error(lines[0], check[0], index[0])
-        weights = np.ones(len(lines), np.int64) if rows_per_line is None else rows_per_line[lines - 1]
+        weights = np.ones_like(lines) if rows_per_line is None else rows_per_line[lines - 1]
         for k in range(min(len(lines), _EXAMPLES)):
             report.skip(self._error(lines[k], check[k], index[k]), int(weights[k]))
         rest = np.bincount(check[_EXAMPLES:], weights[_EXAMPLES:], minlength=len(self._what))
@@ -110,7 +112,8 @@ def _flag_bad_bytes(data: bytes, errors: RowErrors) -> None:
     starts = np.flatnonzero(bad & ~np.r_[False, bad[:-1]])
     ends = np.flatnonzero(bad & ~np.r_[bad[1:], False]) + 1
     lines = np.cumsum(points == ord("\n"))[starts] + 1
-    found = [repr((points[s:e] - 0xDC00).astype(np.uint8).tobytes()) for s, e in zip(starts, ends)]
+    raw = (points - 0xDC00).astype(np.uint8)  # The original byte, at each bad position.
+    found = [repr(raw[s:e].tobytes()) for s, e in zip(starts, ends, strict=True)]
     errors.flag(np.ones(len(starts), bool), lines, "encoding", "UTF-8 text", pa.array(found))
 
 
@@ -147,32 +150,52 @@ def split_fields(lines: pa.Array, separator: str, names: Sequence[str], descript
     return {name: values.take(starts + j) for j, name in enumerate(names)}, numbers[ok]
 
 
-def matches(strings: pa.Array, pattern: str) -> np.ndarray:
+def _matches(strings: pa.Array, pattern: str) -> np.ndarray:
     """Whether each string matches the regex `pattern` (False for nulls)."""
-    return pc.fill_null(pc.match_substring_regex(strings, pattern), False).to_numpy(
-        zero_copy_only=False)
+    return _bools(pc.match_substring_regex(strings, pattern))
+
+
+def to_ints(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Decimal integers -> (int64 values, 0 where malformed; which were well-formed)."""
+    digits = _bools(pc.ascii_is_decimal(strings))  # A fast exact test for the usual case.
+    ok = digits if digits.all() else _matches(strings, _INTEGER)
+    values, ok = _cast_where(strings, ok, pa.int64())
+    return values.fill_null(0).to_numpy(), ok
+
+
+def to_floats(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Finite decimal numbers -> (float64 values, 0 where malformed; which were well-formed)."""
+    try:  # Arrow reads the _NUMBER syntax plus nan/inf (dropped below); one cast is the fast path.
+        values = pc.cast(strings, pa.float64())
+        ok = _bools(values.is_valid())
+    except pa.ArrowInvalid:
+        values, ok = _cast_where(strings, _matches(strings, _NUMBER), pa.float64())
+    values = values.fill_null(0).to_numpy()
+    ok &= np.isfinite(values)
+    return np.where(ok, values, 0.0), ok
 
 
 def parse_ints(strings: pa.Array, lines: np.ndarray, field: str, errors: RowErrors) -> np.ndarray:
     """Decimal integers -> int64; flags anything else (0 in the result)."""
-    ok = matches(strings, INTEGER)
+    values, ok = to_ints(strings)
     errors.flag(~ok, lines, field, "an integer", strings)
-    return pc.cast(pc.if_else(ok, strings, "0"), pa.int64()).to_numpy()
+    return values
 
 
 def parse_floats(strings: pa.Array, lines: np.ndarray, field: str, errors: RowErrors) -> np.ndarray:
-    """Decimal numbers (with optional exponent) -> float64; flags anything else (0)."""
-    ok = matches(strings, NUMBER)
+    """Finite decimal numbers (optional sign and exponent) -> float64; flags the rest (0)."""
+    values, ok = to_floats(strings)
     errors.flag(~ok, lines, field, "a number", strings)
-    return pc.cast(pc.if_else(ok, strings, "0"), pa.float64()).to_numpy()
+    return values
 
 
 def parse_ids(strings: pa.Array, lines: np.ndarray, field: str, errors: RowErrors) -> np.ndarray:
     """Raw ids: int64 if every id is an integer, else unicode; flags empty and null ids."""
-    present = pc.fill_null(pc.not_equal(strings, ""), False).to_numpy(zero_copy_only=False)
+    present = _bools(pc.not_equal(strings, ""))
     errors.flag(~present, lines, field, "a non-empty id", strings)
-    if np.all(matches(strings, INTEGER) | ~present):
-        return pc.cast(pc.if_else(present, strings, "0"), pa.int64()).to_numpy()
+    values, is_int = to_ints(strings)
+    if np.all(is_int | ~present):
+        return values
     return np.asarray(pc.fill_null(strings, "").to_numpy(zero_copy_only=False), dtype=str)
 
 
@@ -182,28 +205,36 @@ def parse_timestamps(strings: pa.Array, lines: np.ndarray, field: str,
 
     A date-time without a UTC offset is taken as UTC; sub-second parts are floored.
     """
-    is_int = matches(strings, INTEGER)
-    seconds = pc.cast(pc.if_else(is_int, strings, "0"), pa.int64()).to_numpy()
-    is_iso = ~is_int & matches(strings, ISO_DATETIME)
+    seconds, is_int = to_ints(strings)
+    is_iso = ~is_int & _matches(strings, _ISO_DATETIME)
     if is_iso.any():
-        zoned = is_iso & matches(strings, _ZONED)
-        naive_us = _cast_each(pc.if_else(is_iso & ~zoned, strings, "1970-01-01"), pa.timestamp("us"))
-        zoned_us = _cast_each(pc.if_else(zoned, strings, "1970-01-01T00:00Z"),
-                              pa.timestamp("us", tz="UTC"))
-        is_iso &= ~(naive_us.is_null() | zoned_us.is_null()).to_numpy(zero_copy_only=False)
+        zoned = is_iso & _matches(strings, _ZONED)
+        naive_us, naive_ok = _cast_where(strings, is_iso & ~zoned, pa.timestamp("us"))
+        zoned_us, zoned_ok = _cast_where(strings, zoned, pa.timestamp("us", tz="UTC"))
         micros = np.where(zoned, _int64(zoned_us), _int64(naive_us))
+        is_iso = naive_ok | zoned_ok
         seconds = np.where(is_iso, micros // 1_000_000, seconds)
     errors.flag(~(is_int | is_iso), lines, field, "integer seconds or an ISO 8601 date-time",
                 strings)
     return seconds
 
 
+def _bools(mask: pa.Array) -> np.ndarray:
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
 def _int64(timestamps: pa.Array) -> np.ndarray:
     return pc.cast(timestamps, pa.int64()).fill_null(0).to_numpy()
 
 
+def _cast_where(strings: pa.Array, ok: np.ndarray, to: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Casts the strings where `ok` (null elsewhere); clears `ok` where the cast fails."""
+    values = _cast_each(strings if ok.all() else pc.if_else(ok, strings, None), to)
+    return values, ok & _bools(values.is_valid())
+
+
 def _cast_each(strings: pa.Array, to: pa.DataType) -> pa.Array:
-    """Casts `strings`, with null where a value can't be cast (e.g. "2021-02-30").
+    """Casts `strings`, with null where a value can't be cast (e.g. "2021-02-30", 2**70).
 
     The whole-array cast fails on any bad value; halving the failing part finds them.
     """
