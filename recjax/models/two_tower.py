@@ -26,7 +26,7 @@ class TwoTowerConfig:
     hidden_dims: tuple[int, ...] = (256,)  # Hidden layers of each tower's MLP.
     output_dim: int = 64  # Width of the shared user/item space (L2-normalised).
     dropout: float = 0.0  # Dropout on tower inputs during training.
-    recent_length: int = 5  # The user tower also pools the last few history items alone.
+    recent_lengths: tuple[int, ...] = (1, 5)  # Also pool the last few history items alone.
 
 
 def masked_mean(embeddings_bhd: jax.Array, ids_bh: jax.Array) -> jax.Array:
@@ -53,8 +53,8 @@ class Tower(nn.Module):
 
 
 class TwoTower(nn.Module):
-    """User tower (user id, pooled history, pooled recent history, context) and item
-    tower (item id, text tokens).
+    """User tower (user id, pooled history, pooled recent items, context) and item tower
+    (item id, text tokens). Recency matters: the last item alone pools separately.
 
     The item id table is shared: the history is pooled from the same item embeddings
     the item tower reads, so what is learned about an item as a target transfers to
@@ -81,11 +81,13 @@ class TwoTower(nn.Module):
     def encode_users(self, user_b: jax.Array, history_bh: jax.Array, context_b: jax.Array,
                      *, train: bool = False) -> jax.Array:
         history_bhd = self.item_embedding(history_bh)
-        recent = slice(-self.config.recent_length, None)  # histories are left-padded
+        # Histories are left-padded, so the most recent items are the last columns.
+        recent_pools = [masked_mean(history_bhd[:, -length:], history_bh[:, -length:])
+                        for length in self.config.recent_lengths]
         features_bd = jnp.concatenate([
             self.user_embedding(user_b),
             masked_mean(history_bhd, history_bh),
-            masked_mean(history_bhd[:, recent], history_bh[:, recent]),
+            *recent_pools,
             self.context_embedding(context_b),
         ], axis=-1)
         return self.user_tower(features_bd, train=train)

@@ -10,8 +10,9 @@ from recjax.data.splits import Role
 from recjax.data.vocab import PAD
 
 P, C = EventType.PURCHASE, EventType.CANCELLATION
-# (user, item, time, country, description, type). Times 1..13 for the positives, so the
-# temporal split's cuts are exact: quantile 0.5 → t=7 (valid), quantile 0.75 → t=10 (test).
+# (user, item, time, country, description, type). Times 1..14 for the positives, so the
+# temporal split's cuts are hand-computable: quantile 0.5 = 7.5 → valid from t=7,
+# quantile 0.75 = 10.75 → test from t=10 (the cut is truncated to an int).
 ROWS = [
     (1, "A", 1, "UK", "WHITE HANGING HEART", P),
     (1, "B", 2, "UK", "RED HEART LANTERN", P),
@@ -26,13 +27,14 @@ ROWS = [
     (1, "E", 11, "UK", "Jumbo bag, red!", P),
     (3, "A", 12, "UK", "WHITE HANGING HEART", P),
     (1, "F", 13, "France", "pack of 12 pencils in tube", P),
-    (4, "G", 14, "Spain", "cancelled thing", C),  # not a positive: no user 4, no item G
+    (1, "E", 14, "France", "Jumbo bag, red!", P),  # E again in user 1's test period
+    (4, "G", 15, "Spain", "cancelled thing", C),  # not a positive: no user 4, no item G
 ]
 # Vocabularies (1 OOV bucket): users 1→2, 2→3, 3→4; items A→2 B→3 C→4 D→5 E→6 F→7;
 # countries France→2, Germany→3, UK→4.
-# Timelines:  user 1: positions 0..6 items A B C A E E F  roles T T T V V X X
-#             user 2: positions 7..10 items A B C C       roles T T V X
-#             user 3: positions 11..12 items D A          roles T X
+# Timelines:  user 1: positions 0..7 items A B C A E E F E  roles T T T V V X X X
+#             user 2: positions 8..11 items A B C C         roles T T V X
+#             user 3: positions 12..13 items D A            roles T X
 A, B, CC, D, E, F = 2, 3, 4, 5, 6, 7
 FRANCE, GERMANY, UK = 2, 3, 4
 
@@ -59,18 +61,20 @@ def test_build_layout(data):
     np.testing.assert_array_equal(data.users.ids, [1, 2, 3])
     np.testing.assert_array_equal(data.items.ids, ["A", "B", "C", "D", "E", "F"])
     np.testing.assert_array_equal(data.contexts.ids, ["France", "Germany", "UK"])
-    np.testing.assert_array_equal(data.timelines.offsets, [0, 7, 11, 13])
-    np.testing.assert_array_equal(data.timelines.items, [A, B, CC, A, E, E, F, A, B, CC, CC, D, A])
-    np.testing.assert_array_equal(data.roles, [0, 0, 0, 1, 1, 2, 2, 0, 0, 1, 2, 0, 2])
-    np.testing.assert_array_equal(data.context, [UK] * 6 + [FRANCE] + [GERMANY] * 4 + [UK] * 2)
-    np.testing.assert_array_equal(data.train_positions(), [0, 1, 2, 7, 8, 11])
+    np.testing.assert_array_equal(data.timelines.offsets, [0, 8, 12, 14])
+    np.testing.assert_array_equal(data.timelines.items,
+                                  [A, B, CC, A, E, E, F, E, A, B, CC, CC, D, A])
+    np.testing.assert_array_equal(data.roles, [0, 0, 0, 1, 1, 2, 2, 2, 0, 0, 1, 2, 0, 2])
+    np.testing.assert_array_equal(data.context,
+                                  [UK] * 6 + [FRANCE] * 2 + [GERMANY] * 4 + [UK] * 2)
+    np.testing.assert_array_equal(data.train_positions(), [0, 1, 2, 8, 9, 12])
     np.testing.assert_array_equal(data.train_counts, [0, 0, 2, 2, 1, 1, 0, 0])
     assert data.num_items == 8
 
 
 def test_eval_set_temporal_several_targets(data):
     test = data.eval_set(Role.TEST)
-    np.testing.assert_array_equal(test.positions, [5, 10, 12])
+    np.testing.assert_array_equal(test.positions, [5, 11, 13])
     # User 1 bought E twice in the test period: one target, not two.
     np.testing.assert_array_equal(test.targets, [[E, F], [CC, -1], [A, -1]])
     # Seen: unique items strictly before the query; user 3's A (the target) is not seen.
@@ -78,7 +82,7 @@ def test_eval_set_temporal_several_targets(data):
     assert test.targets.dtype == np.int32 and test.seen.dtype == np.int32
 
     valid = data.eval_set(Role.VALID)
-    np.testing.assert_array_equal(valid.positions, [3, 9])  # user 3 has no validation event
+    np.testing.assert_array_equal(valid.positions, [3, 10])  # user 3 has no validation event
     np.testing.assert_array_equal(valid.targets, [[A, E], [CC, -1]])
     np.testing.assert_array_equal(valid.seen, [[A, B, CC], [A, B, -1]])
 
@@ -86,12 +90,14 @@ def test_eval_set_temporal_several_targets(data):
 def test_eval_set_leave_last_out():
     data = RetrievalData.build(make_events(), ExampleConfig(history_length=3))
     test = data.eval_set(Role.TEST)
-    np.testing.assert_array_equal(test.positions, [6, 10, 12])
-    np.testing.assert_array_equal(test.targets, [[F], [CC], [A]])
-    np.testing.assert_array_equal(test.seen, [[A, B, CC, E], [A, B, CC, -1], [D, -1, -1, -1]])
+    np.testing.assert_array_equal(test.positions, [7, 11, 13])
+    np.testing.assert_array_equal(test.targets, [[E], [CC], [A]])
+    # User 1's target E was also bought before: seen holds it (a repeat purchase).
+    np.testing.assert_array_equal(test.seen, [[A, B, CC, E, F], [A, B, CC, -1, -1],
+                                              [D, -1, -1, -1, -1]])
     valid = data.eval_set(Role.VALID)
-    np.testing.assert_array_equal(valid.positions, [5, 9])  # user 3 has only two events
-    np.testing.assert_array_equal(valid.targets, [[E], [CC]])
+    np.testing.assert_array_equal(valid.positions, [6, 10])  # user 3 has only two events
+    np.testing.assert_array_equal(valid.targets, [[F], [CC]])
     np.testing.assert_array_equal(valid.seen, [[A, B, CC, E], [A, B, -1, -1]])
 
 
@@ -116,7 +122,7 @@ def test_padded_groups():
 
 
 def test_query_features_at_positions(data):
-    features = data.query_features(np.array([5, 10, 12, 7]))
+    features = data.query_features(np.array([5, 11, 13, 8]))
     np.testing.assert_array_equal(features["user"], [2, 3, 4, 3])
     np.testing.assert_array_equal(features["history"],
                                   [[CC, A, E], [A, B, CC], [PAD, PAD, D], [PAD, PAD, PAD]])
@@ -126,11 +132,11 @@ def test_query_features_at_positions(data):
 
 def test_latest_positions_query_after_all_events(data):
     positions, rows = data.latest_positions(np.array([3, 1]))
-    np.testing.assert_array_equal(positions, [13, 7])
+    np.testing.assert_array_equal(positions, [14, 8])
     np.testing.assert_array_equal(rows, [2, 0])
     features = data.query_features(positions, rows)
     np.testing.assert_array_equal(features["user"], [4, 2])
-    np.testing.assert_array_equal(features["history"], [[PAD, D, A], [E, E, F]])
+    np.testing.assert_array_equal(features["history"], [[PAD, D, A], [E, F, E]])
     # The context of the user's last event (user 1 was last seen in France).
     np.testing.assert_array_equal(features["context"], [UK, FRANCE])
 
@@ -158,10 +164,10 @@ def test_latest_positions_string_users_are_not_truncated():
 
 def test_statistics(data):
     assert data.statistics() == {
-        "users": 3, "items": 6, "events": 13,
-        "train_events": 6, "valid_events": 3, "test_events": 4,
-        "median_events_per_user": 4.0,  # lengths 7, 4, 2
-        "density": pytest.approx(13 / 18),
+        "users": 3, "items": 6, "events": 14,
+        "train_events": 6, "valid_events": 3, "test_events": 5,
+        "median_events_per_user": 4.0,  # lengths 8, 4, 2
+        "density": pytest.approx(14 / 18),
     }
 
 
@@ -193,7 +199,7 @@ def test_item_text_and_tokens(data):
 def test_no_text_or_context_feature():
     data = RetrievalData.build(make_events(), ExampleConfig(context_feature=None,
                                                             text_feature=None))
-    np.testing.assert_array_equal(data.context, np.zeros(13))
+    np.testing.assert_array_equal(data.context, np.zeros(14))
     np.testing.assert_array_equal(data.item_tokens, 0)
     np.testing.assert_array_equal(data.item_text[2:], ["A", "B", "C", "D", "E", "F"])
     assert len(data.contexts) == 1  # only padding

@@ -135,6 +135,11 @@ def retail(retail_events) -> RetrievalData:
     return RetrievalData.build(retail_events, ExampleConfig())
 
 
+@pytest.fixture(scope="module")
+def retail_test(retail):
+    return retail.eval_set(Role.TEST)
+
+
 def history_positions(data: RetrievalData, positions: np.ndarray, rows=None) -> np.ndarray:
     """The flat positions (not items) the history features read; -1 where padded."""
     as_positions = dataclasses.replace(
@@ -142,9 +147,8 @@ def history_positions(data: RetrievalData, positions: np.ndarray, rows=None) -> 
     return as_positions.history(positions, data.config.history_length, rows) - 1
 
 
-def test_retail_test_queries_see_only_the_past(retail):
-    timelines = retail.timelines
-    test = retail.eval_set(Role.TEST)
+def test_retail_test_queries_see_only_the_past(retail, retail_test):
+    timelines, test = retail.timelines, retail_test
     assert len(test.positions) > 4000
     seen = history_positions(retail, test.positions)
     padded = seen < 0
@@ -164,10 +168,9 @@ def test_retail_test_queries_see_only_the_past(retail):
                                   np.where(padded, PAD, timelines.items[np.maximum(seen, 0)]))
 
 
-def test_retail_held_out_positions_are_each_users_last(retail):
-    timelines, roles = retail.timelines, retail.roles
+def test_retail_held_out_positions_are_each_users_last(retail, retail_test):
+    timelines, roles, test = retail.timelines, retail.roles, retail_test
     lengths, ends = timelines.lengths, timelines.offsets[1:]
-    test = retail.eval_set(Role.TEST)
     np.testing.assert_array_equal(test.positions, ends[lengths >= 2] - 1)
     np.testing.assert_array_equal(np.flatnonzero(roles == TEST), ends[lengths >= 2] - 1)
     np.testing.assert_array_equal(np.flatnonzero(roles == VALID), ends[lengths >= 3] - 2)

@@ -9,7 +9,7 @@ from recjax.models.two_tower import TwoTower, TwoTowerConfig, masked_mean
 
 def _model():
     return TwoTower(config=TwoTowerConfig(embedding_dim=8, hidden_dims=(16,), output_dim=4,
-                                          recent_length=2),
+                                          recent_lengths=(2,)),
                     num_users=5, num_items=7, num_contexts=3, num_text_buckets=11)
 
 
