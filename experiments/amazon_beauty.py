@@ -24,8 +24,12 @@ def get_config(variant: str = "default") -> ExperimentConfig:
     config = ExperimentConfig(
         name="amazon_beauty",
         data=DataConfig(format="seqrec", path=str(SHARED_DATA / "s3rec-seqrec" / "Beauty.txt")),
-        examples=ExampleConfig(positive_events=("INTERACTION",), context_feature=None,
-                               text_feature=None, history_length=50),
+        examples=ExampleConfig(
+            positive_events=("INTERACTION",),
+            context_feature=None,
+            text_feature=None,
+            history_length=50,
+        ),
         train=TrainConfig(num_epochs=10.0, batch=BatchConfig(batch_size=1024)),
         eval=EvalConfig(exclude_seen=True),
     )
@@ -33,9 +37,15 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         return config
     if variant == "smoke":
         return dataclasses.replace(
-            config, name="amazon_beauty_smoke",
-            train=TrainConfig(num_epochs=1.0, max_steps=20, log_every_steps=10,
-                              batch=BatchConfig(batch_size=256),
-                              optimizer=OptimizerConfig(warmup_steps=5)),
-            eval=EvalConfig(exclude_seen=True, max_users=200, show_examples=1))
+            config,
+            name="amazon_beauty_smoke",
+            train=TrainConfig(
+                num_epochs=1.0,
+                max_steps=20,
+                log_every_steps=10,
+                batch=BatchConfig(batch_size=256),
+                optimizer=OptimizerConfig(warmup_steps=5),
+            ),
+            eval=EvalConfig(exclude_seen=True, max_users=200, show_examples=1),
+        )
     raise ValueError(f"Unknown variant {variant!r} of amazon_beauty (default, smoke).")

@@ -41,7 +41,8 @@ def run(name: str) -> dict:
         command=f"python experiments/make_tables.py {name}",
         wall_seconds=round(time.perf_counter() - start, 1),
         machine=f"{platform.machine()}, {len(jax.devices())} {jax.default_backend()} device(s)",
-        jax=jax.__version__, exclude_seen=config.eval.exclude_seen,
+        jax=jax.__version__,
+        exclude_seen=config.eval.exclude_seen,
     )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -50,10 +51,15 @@ def run(name: str) -> dict:
 
 def table() -> str:
     """The metrics table (one row per dataset × model), then the ScaNN-vs-exact table."""
-    metrics = ["| dataset | model | " + " | ".join(COLUMNS) + " | seen items | run time |",
-               "|---|---|" + "---:|" * len(COLUMNS) + "---|---:|"]
-    retrieval = ["| dataset | items | ScaNN recall@10 vs exact | ScaNN queries/s | "
-                 "exact queries/s | index |", "|---|---:|---:|---:|---:|---|"]
+    metrics = [
+        "| dataset | model | " + " | ".join(COLUMNS) + " | seen items | run time |",
+        "|---|---|" + "---:|" * len(COLUMNS) + "---|---:|",
+    ]
+    retrieval = [
+        "| dataset | items | ScaNN recall@10 vs exact | ScaNN queries/s | "
+        "exact queries/s | index |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for name in NAMES:
         path = RESULTS / f"{name}.json"
         if not path.is_file():
@@ -61,16 +67,23 @@ def table() -> str:
         results = json.loads(path.read_text())
         seen = "excluded" if results["exclude_seen"] else "kept"
         for model, values in results["metrics"].items():
-            metrics.append(f"| {name} | {model} | " + " | ".join(
-                f"{values[column]:.4f}" for column in COLUMNS)
-                + f" | {seen} | {results['wall_seconds']:.0f} s |")
+            metrics.append(
+                f"| {name} | {model} | "
+                + " | ".join(f"{values[column]:.4f}" for column in COLUMNS)
+                + f" | {seen} | {results['wall_seconds']:.0f} s |"
+            )
         scann = results["retrieval"]
         index = scann["index"]
-        kind = ("brute force" if index.get("num_leaves") is None else
-                f"tree {index['leaves_to_search']}/{index['num_leaves']} leaves + AH")
-        retrieval.append(f"| {name} | {scann['num_items']:,} | "
-                         f"{scann['scann_recall@10_vs_exact']:.3f} | {scann['scann_qps']:,.0f} | "
-                         f"{scann['exact_qps']:,.0f} | {kind} |")
+        kind = (
+            "brute force"
+            if index.get("num_leaves") is None
+            else f"tree {index['leaves_to_search']}/{index['num_leaves']} leaves + AH"
+        )
+        retrieval.append(
+            f"| {name} | {scann['num_items']:,} | "
+            f"{scann['scann_recall@10_vs_exact']:.3f} | {scann['scann_qps']:,.0f} | "
+            f"{scann['exact_qps']:,.0f} | {kind} |"
+        )
     return "\n".join(metrics + [""] + retrieval)
 
 

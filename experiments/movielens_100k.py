@@ -24,8 +24,9 @@ def get_config(variant: str = "default") -> ExperimentConfig:
     config = ExperimentConfig(
         name="movielens_100k",
         data=DataConfig(format="movielens_100k", path=str(SHARED_DATA / "movielens-100k")),
-        examples=ExampleConfig(positive_events=("RATING",), context_feature=None,
-                               text_feature=None, history_length=50),
+        examples=ExampleConfig(
+            positive_events=("RATING",), context_feature=None, text_feature=None, history_length=50
+        ),
         train=TrainConfig(num_epochs=20.0, batch=BatchConfig(batch_size=512)),
         eval=EvalConfig(exclude_seen=True),
     )
@@ -33,9 +34,15 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         return config
     if variant == "smoke":
         return dataclasses.replace(
-            config, name="movielens_100k_smoke",
-            train=TrainConfig(num_epochs=1.0, max_steps=20, log_every_steps=10,
-                              batch=BatchConfig(batch_size=256),
-                              optimizer=OptimizerConfig(warmup_steps=5)),
-            eval=EvalConfig(exclude_seen=True, max_users=200, show_examples=1))
+            config,
+            name="movielens_100k_smoke",
+            train=TrainConfig(
+                num_epochs=1.0,
+                max_steps=20,
+                log_every_steps=10,
+                batch=BatchConfig(batch_size=256),
+                optimizer=OptimizerConfig(warmup_steps=5),
+            ),
+            eval=EvalConfig(exclude_seen=True, max_users=200, show_examples=1),
+        )
     raise ValueError(f"Unknown variant {variant!r} of movielens_100k (default, smoke).")

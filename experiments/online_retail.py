@@ -23,9 +23,13 @@ def get_config(variant: str = "default") -> ExperimentConfig:
         return dataclasses.replace(
             config,
             name="online_retail_smoke",
-            train=TrainConfig(num_epochs=1.0, max_steps=30, log_every_steps=10,
-                              batch=BatchConfig(batch_size=256, num_uniform_negatives=64),
-                              optimizer=OptimizerConfig(warmup_steps=5)),
+            train=TrainConfig(
+                num_epochs=1.0,
+                max_steps=30,
+                log_every_steps=10,
+                batch=BatchConfig(batch_size=256, num_uniform_negatives=64),
+                optimizer=OptimizerConfig(warmup_steps=5),
+            ),
             eval=EvalConfig(max_users=300, show_examples=1),
         )
     raise ValueError(f"Unknown variant {variant!r} of online_retail (default, smoke).")

@@ -12,8 +12,14 @@ from recjax.config import ExperimentConfig, load_experiment
 from recjax.data.report import DataFormatError
 
 DEFAULT_RUNS = Path("runs")
-_USER_ERRORS = (FileNotFoundError, NotADirectoryError, DataFormatError, KeyError, ValueError,
-                ImportError)
+_USER_ERRORS = (
+    FileNotFoundError,
+    NotADirectoryError,
+    DataFormatError,
+    KeyError,
+    ValueError,
+    ImportError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,8 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
 
     train = commands.add_parser("train", help="train, evaluate and index (default: embedded data)")
-    train.add_argument("--config", help="experiment file[:variant], e.g. "
-                       "experiments/online_retail.py:smoke (default: the embedded-data job)")
+    train.add_argument(
+        "--config",
+        help="experiment file[:variant], e.g. "
+        "experiments/online_retail.py:smoke (default: the embedded-data job)",
+    )
     train.add_argument("--workdir", type=Path, help="run directory (default: runs/<name>)")
     train.add_argument("--data", help="data file or folder, overriding the config's path")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -88,8 +97,10 @@ def _recommend(args: argparse.Namespace) -> int:
     config = load_config(args.workdir)
     data = load_data(config, say=lambda _: None)
     trained = restore_trained(config, data, args.workdir)
-    for rank, item in enumerate(recommend(data, trained, args.user, k=args.k,
-                                          exclude_seen=config.eval.exclude_seen), start=1):
+    for rank, item in enumerate(
+        recommend(data, trained, args.user, k=args.k, exclude_seen=config.eval.exclude_seen),
+        start=1,
+    ):
         print(f"{rank:>3}  {item.score:7.4f}  {item.item:<12}  {item.text}")
     return 0
 

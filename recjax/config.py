@@ -82,7 +82,9 @@ def load_experiment(spec: str) -> ExperimentConfig:
         raise ValueError(f"{path} has no get_config(variant) function.")
     config = module.get_config(variant or "default")
     if not isinstance(config, ExperimentConfig):
-        raise TypeError(f"{path}:get_config returned {type(config).__name__}, not ExperimentConfig.")
+        raise TypeError(
+            f"{path}:get_config returned {type(config).__name__}, not ExperimentConfig."
+        )
     return config
 
 

@@ -19,24 +19,36 @@ def _encode_items(model: TwoTower, params: Any, items, tokens) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode_users(model: TwoTower, params: Any, features: dict[str, jax.Array]) -> jax.Array:
-    return model.apply({"params": params}, features["user"], features["history"],
-                       features["context"], method=TwoTower.encode_users)
+    return model.apply(
+        {"params": params},
+        features["user"],
+        features["history"],
+        features["context"],
+        method=TwoTower.encode_users,
+    )
 
 
-def item_vectors(model: TwoTower, params: Any, data: RetrievalData, *,
-                 batch_size: int = 4096) -> np.ndarray:
+def item_vectors(
+    model: TwoTower, params: Any, data: RetrievalData, *, batch_size: int = 4096
+) -> np.ndarray:
     """[num_items, d] vectors of every item index (padding and OOV rows included)."""
     items = np.arange(data.num_items, dtype=np.int32)
-    return _in_batches(lambda rows: _encode_items(model, params, items[rows], data.item_tokens[rows]),
-                       data.num_items, batch_size)
+    return _in_batches(
+        lambda rows: _encode_items(model, params, items[rows], data.item_tokens[rows]),
+        data.num_items,
+        batch_size,
+    )
 
 
-def user_vectors(model: TwoTower, params: Any, features: dict[str, np.ndarray], *,
-                 batch_size: int = 1024) -> np.ndarray:
+def user_vectors(
+    model: TwoTower, params: Any, features: dict[str, np.ndarray], *, batch_size: int = 1024
+) -> np.ndarray:
     """[b, d] query vectors from user-tower features (`RetrievalData.query_features`)."""
     return _in_batches(
         lambda rows: _encode_users(model, params, {k: v[rows] for k, v in features.items()}),
-        len(features["user"]), batch_size)
+        len(features["user"]),
+        batch_size,
+    )
 
 
 def _in_batches(encode, count: int, batch_size: int) -> np.ndarray:

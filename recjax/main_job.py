@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from recjax.config import ExperimentConfig, from_json, to_json
 from recjax.data.examples import RetrievalData
 from recjax.data.sources import load_events
@@ -30,14 +31,24 @@ def load_data(config: ExperimentConfig, say: Callable[[str], None] = print) -> R
         say(line)
     data = RetrievalData.build(loaded.events, config.examples)
     stats = data.statistics()
-    say(f"dataset {config.name}: " + ", ".join(
-        f"{key}={value:,.4g}" if isinstance(value, float) else f"{key}={value:,}"
-        for key, value in stats.items()) + f" ({time.perf_counter() - start:.1f}s)")
+    say(
+        f"dataset {config.name}: "
+        + ", ".join(
+            f"{key}={value:,.4g}" if isinstance(value, float) else f"{key}={value:,}"
+            for key, value in stats.items()
+        )
+        + f" ({time.perf_counter() - start:.1f}s)"
+    )
     return data
 
 
-def train_and_evaluate(config: ExperimentConfig, workdir: str | Path, *, progress: bool = True,
-                       say: Callable[[str], None] = print) -> dict:
+def train_and_evaluate(
+    config: ExperimentConfig,
+    workdir: str | Path,
+    *,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> dict:
     """Runs (or resumes) the whole job in `workdir` and returns what it writes to results.json."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -45,8 +56,10 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | Path, *, progres
     data = load_data(config, say)
     start = time.perf_counter()
     trained = train(config, data, workdir, progress=progress)
-    say(f"training: {trained.how} → step {int(trained.state.step)} "
-        f"({time.perf_counter() - start:.1f}s)")
+    say(
+        f"training: {trained.how} → step {int(trained.state.step)} "
+        f"({time.perf_counter() - start:.1f}s)"
+    )
     results = evaluate(config, data, trained, progress=progress, say=say)
     results["train_seconds"] = time.perf_counter() - start
     (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
@@ -54,19 +67,27 @@ def train_and_evaluate(config: ExperimentConfig, workdir: str | Path, *, progres
     return results
 
 
-def evaluate_workdir(workdir: str | Path, *, progress: bool = True,
-                     say: Callable[[str], None] = print) -> dict:
+def evaluate_workdir(
+    workdir: str | Path, *, progress: bool = True, say: Callable[[str], None] = print
+) -> dict:
     """Re-evaluates the latest checkpoint of a run (its config is read from the workdir)."""
     config = load_config(workdir)
     data = load_data(config, say)
-    results = evaluate(config, data, restore_trained(config, data, workdir), progress=progress,
-                       say=say)
+    results = evaluate(
+        config, data, restore_trained(config, data, workdir), progress=progress, say=say
+    )
     (Path(workdir) / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     return results
 
 
-def evaluate(config: ExperimentConfig, data: RetrievalData, trained: TrainedModel, *,
-             progress: bool, say: Callable[[str], None]) -> dict:
+def evaluate(
+    config: ExperimentConfig,
+    data: RetrievalData,
+    trained: TrainedModel,
+    *,
+    progress: bool,
+    say: Callable[[str], None],
+) -> dict:
     """Test metrics for the model and baselines (validation too), plus ScaNN vs exact."""
     params = trained.state.params
     items_nd = item_vectors(trained.model, params, data)
@@ -75,43 +96,66 @@ def evaluate(config: ExperimentConfig, data: RetrievalData, trained: TrainedMode
         queries = limited_eval_set(data, role, config.eval)
         users_qd = user_vectors(trained.model, params, data.query_features(queries.positions))
         metrics[role.name.lower()] = evaluate_retrieval(
-            data, queries, users_qd, items_nd, config.eval, progress=progress)
-    say(format_table(metrics["test"], title=f"test metrics ({len(queries.positions):,} users, "
-                     f"exclude_seen={config.eval.exclude_seen})"))
+            data, queries, users_qd, items_nd, config.eval, progress=progress
+        )
+    say(
+        format_table(
+            metrics["test"],
+            title=f"test metrics ({len(queries.positions):,} users, "
+            f"exclude_seen={config.eval.exclude_seen})",
+        )
+    )
     known = slice(data.items.first_known, None)
     retrieval, index = benchmark_retrieval(items_nd[known], users_qd, config.scann)
-    say("retrieval: " + ", ".join(f"{key}={value:.4g}" for key, value in retrieval.items()
-                                  if isinstance(value, float)))
+    say(
+        "retrieval: "
+        + ", ".join(
+            f"{key}={value:.4g}" for key, value in retrieval.items() if isinstance(value, float)
+        )
+    )
     shown = slice(0, config.eval.show_examples)
     found, _ = index.search(users_qd[shown], 5)
-    for line in example_lines(data, queries.positions[shown], queries.targets[shown],
-                              found + data.items.first_known):
+    for line in example_lines(
+        data, queries.positions[shown], queries.targets[shown], found + data.items.first_known
+    ):
         say(line)
-    return {"dataset": config.name, "statistics": data.statistics(), "metrics": metrics["test"],
-            "validation_metrics": metrics["valid"], "retrieval": retrieval,
-            "steps": int(trained.state.step)}
+    return {
+        "dataset": config.name,
+        "statistics": data.statistics(),
+        "metrics": metrics["test"],
+        "validation_metrics": metrics["valid"],
+        "retrieval": retrieval,
+        "steps": int(trained.state.step),
+    }
 
 
-def example_lines(data: RetrievalData, positions: np.ndarray, targets: np.ndarray,
-                  recommended: np.ndarray) -> list[str]:
+def example_lines(
+    data: RetrievalData, positions: np.ndarray, targets: np.ndarray, recommended: np.ndarray
+) -> list[str]:
     """Readable recommendations: each user's last purchases, then the list (* = held out)."""
     lines = []
     for position, target_t, items_k in zip(positions, targets, recommended, strict=True):
         row = data.timelines.row_of(np.array([position]))[0]
-        user = data.users.raw(data.timelines.users[row:row + 1])[0]
+        user = data.users.raw(data.timelines.users[row : row + 1])[0]
         recent = data.timelines.history(np.array([position]), 3)[0]
-        lines.append(f"user {user}: recently " + "; ".join(
-            str(data.item_text[i]) for i in recent if i) + " → recommended:")
-        lines += [f"  {'*' if item in target_t else ' '} {data.item_text[item]}"
-                  for item in items_k]
+        lines.append(
+            f"user {user}: recently "
+            + "; ".join(str(data.item_text[i]) for i in recent if i)
+            + " → recommended:"
+        )
+        lines += [
+            f"  {'*' if item in target_t else ' '} {data.item_text[item]}" for item in items_k
+        ]
     return lines
 
 
 def format_table(metrics: dict[str, dict[str, float]], *, title: str) -> str:
     """A fixed-width table of the REPORTED metrics, one row per model."""
     header = f"{'model':<14}" + "".join(f"{name:>11}" for name in REPORTED)
-    rows = [f"{model:<14}" + "".join(f"{values[name]:>11.4f}" for name in REPORTED)
-            for model, values in metrics.items()]
+    rows = [
+        f"{model:<14}" + "".join(f"{values[name]:>11.4f}" for name in REPORTED)
+        for model, values in metrics.items()
+    ]
     return "\n".join([title, header, *rows])
 
 
@@ -126,8 +170,8 @@ def _save_config(config: ExperimentConfig, workdir: Path) -> None:
     """Writes the config; a resumed run must use the config it started with."""
     path = workdir / CONFIG_FILE
     if path.is_file() and from_json(path.read_text()) != config:
-        raise ValueError(f"{workdir} holds a run with a different config ({path}); "
-                         "use another --workdir or delete that one.")
+        raise ValueError(
+            f"{workdir} holds a run with a different config ({path}); "
+            "use another --workdir or delete that one."
+        )
     path.write_text(to_json(config))
-
-

@@ -35,11 +35,18 @@ class EventLog:
 
     def __post_init__(self) -> None:
         n = len(self.user)
-        columns = {"item": self.item, "timestamp": self.timestamp,
-                   "event_type": self.event_type, "value": self.value, **self.features}
+        columns = {
+            "item": self.item,
+            "timestamp": self.timestamp,
+            "event_type": self.event_type,
+            "value": self.value,
+            **self.features,
+        }
         for name, column in columns.items():
             if len(column) != n:
-                raise ValueError(f"EventLog column {name!r} has {len(column)} rows, 'user' has {n}.")
+                raise ValueError(
+                    f"EventLog column {name!r} has {len(column)} rows, 'user' has {n}."
+                )
 
     def __len__(self) -> int:
         return len(self.user)
@@ -47,8 +54,11 @@ class EventLog:
     def take(self, rows: np.ndarray) -> EventLog:
         """Returns the log restricted to `rows` (a boolean mask or integer indices)."""
         return EventLog(
-            user=self.user[rows], item=self.item[rows], timestamp=self.timestamp[rows],
-            event_type=self.event_type[rows], value=self.value[rows],
+            user=self.user[rows],
+            item=self.item[rows],
+            timestamp=self.timestamp[rows],
+            event_type=self.event_type[rows],
+            value=self.value[rows],
             features={name: column[rows] for name, column in self.features.items()},
         )
 

@@ -70,7 +70,9 @@ class RetrievalData:
         items = Vocabulary.build(positives.item, num_oov_buckets=config.num_oov_buckets)
         timelines = UserTimelines.build(positives, users, items)
         roles = _split(timelines, config)
-        context_values = positives.features.get(config.context_feature) if config.context_feature else None
+        context_values = (
+            positives.features.get(config.context_feature) if config.context_feature else None
+        )
         if context_values is not None:
             contexts = Vocabulary.build(context_values, num_oov_buckets=config.num_oov_buckets)
             context = contexts.lookup(context_values)[timelines.source_rows]
@@ -80,9 +82,18 @@ class RetrievalData:
         text = positives.features.get(config.text_feature) if config.text_feature else None
         item_text, item_tokens = _item_text(positives, items, text, config)
         train_items = timelines.items[roles == Role.TRAIN]
-        return cls(config=config, users=users, items=items, contexts=contexts,
-                   timelines=timelines, roles=roles, context=context, item_tokens=item_tokens,
-                   item_text=item_text, train_counts=np.bincount(train_items, minlength=len(items)))
+        return cls(
+            config=config,
+            users=users,
+            items=items,
+            contexts=contexts,
+            timelines=timelines,
+            roles=roles,
+            context=context,
+            item_tokens=item_tokens,
+            item_text=item_text,
+            train_counts=np.bincount(train_items, minlength=len(items)),
+        )
 
     @property
     def num_items(self) -> int:
@@ -91,8 +102,9 @@ class RetrievalData:
     def train_positions(self) -> np.ndarray:
         return np.flatnonzero(self.roles == Role.TRAIN)
 
-    def query_features(self, positions: np.ndarray,
-                       rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def query_features(
+        self, positions: np.ndarray, rows: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """User-tower inputs for queries made just before each flat position.
 
         With `rows` (timeline rows), a position may be one past its timeline's end: the
@@ -134,8 +146,12 @@ class RetrievalData:
         query_timeline = timeline[first]
         # Unique: an item bought twice in the held-out period is one target, not two
         # (duplicates would count twice in recall and push NDCG above 1).
-        targets = _padded_groups(np.searchsorted(query_timeline, timeline[positions]),
-                                 self.timelines.items[positions], len(first), unique=True)
+        targets = _padded_groups(
+            np.searchsorted(query_timeline, timeline[positions]),
+            self.timelines.items[positions],
+            len(first),
+            unique=True,
+        )
         before = timeline_positions_before(self.timelines, first)
         seen = _padded_groups(before[0], self.timelines.items[before[1]], len(first), unique=True)
         return EvalSet(positions=first, targets=targets, seen=seen)
@@ -143,7 +159,8 @@ class RetrievalData:
     def statistics(self) -> dict[str, int | float]:
         lengths = self.timelines.lengths
         return {
-            "users": len(self.timelines.users), "items": len(self.items.ids),
+            "users": len(self.timelines.users),
+            "items": len(self.items.ids),
             "events": self.timelines.num_events,
             "train_events": int((self.roles == Role.TRAIN).sum()),
             "valid_events": int((self.roles == Role.VALID).sum()),
@@ -153,8 +170,9 @@ class RetrievalData:
         }
 
 
-def timeline_positions_before(timelines: UserTimelines,
-                              positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def timeline_positions_before(
+    timelines: UserTimelines, positions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(query row, flat position) for every position before each query in its timeline."""
     starts = timelines.offsets[timelines.row_of(positions)]
     counts = positions - starts
@@ -167,12 +185,14 @@ def _split(timelines: UserTimelines, config: ExampleConfig) -> np.ndarray:
     if config.split == "leave_last_out":
         return leave_last_out(timelines)
     valid_start, test_start = np.quantile(
-        timelines.timestamps, [config.temporal_valid_quantile, config.temporal_test_quantile])
+        timelines.timestamps, [config.temporal_valid_quantile, config.temporal_test_quantile]
+    )
     return temporal_cut(timelines, valid_start=int(valid_start), test_start=int(test_start))
 
 
-def _padded_groups(groups: np.ndarray, values: np.ndarray, num_groups: int, *,
-                   unique: bool = False) -> np.ndarray:
+def _padded_groups(
+    groups: np.ndarray, values: np.ndarray, num_groups: int, *, unique: bool = False
+) -> np.ndarray:
     """[num_groups, max group size] of `values` grouped by sorted `groups`, -1 padded."""
     if unique and len(groups):
         pairs = np.unique(np.stack([groups, values.astype(np.int64)]), axis=1)
@@ -184,11 +204,16 @@ def _padded_groups(groups: np.ndarray, values: np.ndarray, num_groups: int, *,
     return out
 
 
-def _item_text(events: EventLog, items: Vocabulary, text: np.ndarray | None,
-               config: ExampleConfig) -> tuple[np.ndarray, np.ndarray]:
+def _item_text(
+    events: EventLog, items: Vocabulary, text: np.ndarray | None, config: ExampleConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """Per item: display text (first text seen, else raw id) and hashed text tokens."""
-    display = np.asarray(["<pad>"] + [f"<oov {b}>" for b in range(items.num_oov_buckets)]
-                         + [str(i) for i in items.ids], dtype=object)
+    display = np.asarray(
+        ["<pad>"]
+        + [f"<oov {b}>" for b in range(items.num_oov_buckets)]
+        + [str(i) for i in items.ids],
+        dtype=object,
+    )
     tokens = np.zeros((len(items), config.text_tokens), dtype=np.int32)
     if text is None:
         return display, tokens
@@ -198,5 +223,7 @@ def _item_text(events: EventLog, items: Vocabulary, text: np.ndarray | None,
         display[index] = text[row]
         words = re.findall(r"[a-z0-9]+", str(text[row]).lower())[: config.text_tokens]
         if words:
-            tokens[index, : len(words)] = 1 + hash_to_buckets(np.asarray(words), config.text_buckets - 1)
+            tokens[index, : len(words)] = 1 + hash_to_buckets(
+                np.asarray(words), config.text_buckets - 1
+            )
     return display, tokens

@@ -12,7 +12,13 @@ class DataFormatError(ValueError):
     """A malformed input row: names the file, line, field, what was expected and found."""
 
     def __init__(self, path: str, line: int | None, field: str, expected: str, found: str):
-        self.path, self.line, self.field, self.expected, self.found = path, line, field, expected, found
+        self.path, self.line, self.field, self.expected, self.found = (
+            path,
+            line,
+            field,
+            expected,
+            found,
+        )
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: field {field!r}: expected {expected}, found {found!r}")
 
@@ -50,7 +56,9 @@ class LoadReport:
     def check_balanced(self) -> None:
         accounted = self.events + sum(self.removed.values()) + sum(self.skipped.values())
         if accounted != self.rows_read:
-            raise AssertionError(f"{self.source}: {self.rows_read} rows read but {accounted} accounted for.")
+            raise AssertionError(
+                f"{self.source}: {self.rows_read} rows read but {accounted} accounted for."
+            )
 
     def lines(self) -> list[str]:
         """Human-readable summary, one fact per line."""

@@ -31,9 +31,14 @@ def leave_last_out(timelines: UserTimelines) -> np.ndarray:
 
 
 def temporal_cut(timelines: UserTimelines, *, valid_start: int, test_start: int) -> np.ndarray:
-    """[n] `Role` per position by a global time cut: train < valid_start <= valid < test_start <= test."""
+    """[n] `Role` per position by global time cuts.
+
+    train < valid_start <= valid < test_start <= test.
+    """
     if valid_start > test_start:
-        raise ValueError(f"valid_start ({valid_start}) must not be after test_start ({test_start}).")
+        raise ValueError(
+            f"valid_start ({valid_start}) must not be after test_start ({test_start})."
+        )
     roles = np.full(timelines.num_events, Role.TRAIN, dtype=np.int8)
     roles[timelines.timestamps >= valid_start] = Role.VALID
     roles[timelines.timestamps >= test_start] = Role.TEST

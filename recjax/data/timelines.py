@@ -30,8 +30,11 @@ class UserTimelines:
         rows = np.arange(len(events), dtype=np.int64)
         order = np.lexsort((rows, events.timestamp, user_index))
         sorted_users = user_index[order]
-        starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]]) if len(
-            order) else np.zeros(0, dtype=np.int64)
+        starts = (
+            np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+            if len(order)
+            else np.zeros(0, dtype=np.int64)
+        )
         return cls(
             users=sorted_users[starts],
             offsets=np.r_[starts, len(order)].astype(np.int64),
@@ -56,8 +59,9 @@ class UserTimelines:
         """Row (into `users`/`offsets`) of the timeline each flat position belongs to."""
         return np.searchsorted(self.offsets, positions, side="right") - 1
 
-    def history(self, positions: np.ndarray, max_length: int,
-                rows: np.ndarray | None = None) -> np.ndarray:
+    def history(
+        self, positions: np.ndarray, max_length: int, rows: np.ndarray | None = None
+    ) -> np.ndarray:
         """[b, max_length] the items before each flat position, oldest first, left-padded.
 
         Only earlier positions of the same user are read, so a query never sees its own

@@ -19,8 +19,9 @@ def limited_eval_set(data: RetrievalData, role: Role, config: EvalConfig) -> Eva
     if config.max_users is None:
         return queries
     keep = slice(0, config.max_users)
-    return EvalSet(positions=queries.positions[keep], targets=queries.targets[keep],
-                   seen=queries.seen[keep])
+    return EvalSet(
+        positions=queries.positions[keep], targets=queries.targets[keep], seen=queries.seen[keep]
+    )
 
 
 @jax.jit
@@ -28,9 +29,15 @@ def _dot_scores(users_bd: jax.Array, items_nd: jax.Array, not_item_n: jax.Array)
     return jnp.where(not_item_n[None, :], -jnp.inf, users_bd @ items_nd.T)
 
 
-def evaluate_retrieval(data: RetrievalData, queries: EvalSet, user_vectors: np.ndarray,
-                       item_vectors: np.ndarray, config: EvalConfig, *,
-                       progress: bool = False) -> dict[str, dict[str, float]]:
+def evaluate_retrieval(
+    data: RetrievalData,
+    queries: EvalSet,
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    config: EvalConfig,
+    *,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
     """Metrics of the two-tower, most-popular and last-item co-occurrence on `queries`.
 
     Padding and OOV indices are never candidates. With `config.exclude_seen`, items the
@@ -42,19 +49,29 @@ def evaluate_retrieval(data: RetrievalData, queries: EvalSet, user_vectors: np.n
     popularity_n = popularity_scores(data.timelines.items[train], data.num_items)
     cooccurrence = _fit_cooccurrence(data, train, config.cooccurrence_window)
     starts_q = data.timelines.offsets[data.timelines.row_of(queries.positions)]
-    last_item_q = np.where(queries.positions > starts_q,
-                           data.timelines.items[np.maximum(queries.positions - 1, 0)], -1)
+    last_item_q = np.where(
+        queries.positions > starts_q, data.timelines.items[np.maximum(queries.positions - 1, 0)], -1
+    )
 
     users_qd, items_nd = jnp.asarray(user_vectors), jnp.asarray(item_vectors)
     scorers = {
         "two_tower": lambda rows: _dot_scores(users_qd[rows], items_nd, not_item_n),
-        "popularity": lambda rows: _masked(np.broadcast_to(popularity_n, (len(rows), len(
-            popularity_n))), not_item_n),
+        "popularity": lambda rows: _masked(
+            np.broadcast_to(popularity_n, (len(rows), len(popularity_n))), not_item_n
+        ),
         "cooccurrence": lambda rows: _masked(cooccurrence.scores(last_item_q[rows]), not_item_n),
     }
-    return {name: evaluate_full_ranking(score, queries.targets, excluded, ks=config.ks,
-                                        batch_size=config.batch_size, progress=progress)
-            for name, score in scorers.items()}
+    return {
+        name: evaluate_full_ranking(
+            score,
+            queries.targets,
+            excluded,
+            ks=config.ks,
+            batch_size=config.batch_size,
+            progress=progress,
+        )
+        for name, score in scorers.items()
+    }
 
 
 def _masked(scores_bn: np.ndarray, not_item_n: np.ndarray) -> jax.Array:
@@ -64,5 +81,9 @@ def _masked(scores_bn: np.ndarray, not_item_n: np.ndarray) -> jax.Array:
 def _fit_cooccurrence(data: RetrievalData, train: np.ndarray, window: int):
     timeline = data.timelines.timeline_of_position()[train]
     counts = np.bincount(timeline, minlength=len(data.timelines.users))
-    return fit_cooccurrence(np.r_[0, np.cumsum(counts)], data.timelines.items[train],
-                            num_items=data.num_items, window=window)
+    return fit_cooccurrence(
+        np.r_[0, np.cumsum(counts)],
+        data.timelines.items[train],
+        num_items=data.num_items,
+        window=window,
+    )

@@ -73,35 +73,49 @@ class TwoTower(nn.Module):
         self.item_embedding = nn.Embed(self.num_items, dim, name="item_embedding")
         self.context_embedding = nn.Embed(max(self.num_contexts, 1), dim, name="context_embedding")
         self.token_embedding = nn.Embed(self.num_text_buckets, dim, name="token_embedding")
-        tower = dict(hidden_dims=self.config.hidden_dims, output_dim=self.config.output_dim,
-                     dropout=self.config.dropout)
+        tower = dict(
+            hidden_dims=self.config.hidden_dims,
+            output_dim=self.config.output_dim,
+            dropout=self.config.dropout,
+        )
         self.user_tower = Tower(**tower, name="user_tower")
         self.item_tower = Tower(**tower, name="item_tower")
 
-    def encode_users(self, user_b: jax.Array, history_bh: jax.Array, context_b: jax.Array,
-                     *, train: bool = False) -> jax.Array:
+    def encode_users(
+        self, user_b: jax.Array, history_bh: jax.Array, context_b: jax.Array, *, train: bool = False
+    ) -> jax.Array:
         history_bhd = self.item_embedding(history_bh)
         # Histories are left-padded, so the most recent items are the last columns.
-        recent_pools = [masked_mean(history_bhd[:, -length:], history_bh[:, -length:])
-                        for length in self.config.recent_lengths]
-        features_bd = jnp.concatenate([
-            self.user_embedding(user_b),
-            masked_mean(history_bhd, history_bh),
-            *recent_pools,
-            self.context_embedding(context_b),
-        ], axis=-1)
+        recent_pools = [
+            masked_mean(history_bhd[:, -length:], history_bh[:, -length:])
+            for length in self.config.recent_lengths
+        ]
+        features_bd = jnp.concatenate(
+            [
+                self.user_embedding(user_b),
+                masked_mean(history_bhd, history_bh),
+                *recent_pools,
+                self.context_embedding(context_b),
+            ],
+            axis=-1,
+        )
         return self.user_tower(features_bd, train=train)
 
-    def encode_items(self, item_b: jax.Array, tokens_bt: jax.Array, *,
-                     train: bool = False) -> jax.Array:
-        features_bd = jnp.concatenate([
-            self.item_embedding(item_b),
-            masked_mean(self.token_embedding(tokens_bt), tokens_bt),
-        ], axis=-1)
+    def encode_items(
+        self, item_b: jax.Array, tokens_bt: jax.Array, *, train: bool = False
+    ) -> jax.Array:
+        features_bd = jnp.concatenate(
+            [
+                self.item_embedding(item_b),
+                masked_mean(self.token_embedding(tokens_bt), tokens_bt),
+            ],
+            axis=-1,
+        )
         return self.item_tower(features_bd, train=train)
 
-    def __call__(self, batch: dict[str, jax.Array], *, train: bool = False
-                 ) -> tuple[jax.Array, jax.Array]:
+    def __call__(
+        self, batch: dict[str, jax.Array], *, train: bool = False
+    ) -> tuple[jax.Array, jax.Array]:
         """(user vectors [b, d], positive item vectors [b, d]) for a training batch."""
         users_bd = self.encode_users(batch["user"], batch["history"], batch["context"], train=train)
         items_bd = self.encode_items(batch["item"], batch["item_tokens"], train=train)

@@ -14,8 +14,9 @@ from recjax.retrieval.scann_index import (
 )
 
 
-def benchmark_retrieval(items_nd: np.ndarray, queries_qd: np.ndarray, config: ScannConfig, *,
-                        k: int = 10) -> tuple[dict, ScannIndex]:
+def benchmark_retrieval(
+    items_nd: np.ndarray, queries_qd: np.ndarray, config: ScannConfig, *, k: int = 10
+) -> tuple[dict, ScannIndex]:
     """Builds the ScaNN index over `items_nd` and measures it against exact top-k."""
     index = build_scann_index(items_nd, config)
     _, exact_qk = exact_top_k(queries_qd, items_nd, k)

@@ -23,7 +23,8 @@ class ScannConfig:
 
     brute_force_below: int = 1_000  # Catalogues with fewer items are searched exactly.
     num_leaves: int | None = None  # Tree partitions; None = round(sqrt(N)). Capped at N.
-    leaves_to_search: int | None = None  # Partitions searched per query; None = ~10%.
+    leaves_to_search: int | None = None  # Partitions searched; None = 10%, see min_points_searched.
+    min_points_searched: int = 1_000  # Adaptive leaves_to_search covers at least this many items.
     dimensions_per_block: int = 2  # AH: dimensions quantised together per codebook.
     anisotropic_quantization_threshold: float = 0.2  # AH: ScaNN's anisotropic loss threshold.
     reorder: int | None = 100  # AH candidates re-scored exactly (raised to k); None = none.
@@ -115,7 +116,11 @@ def build_scann_index(items: np.ndarray, config: ScannConfig = ScannConfig()) ->
     sample_size = min(config.training_sample_size, num_items)
     # ScaNN refuses more leaves than training points.
     num_leaves = min(config.num_leaves or round(math.sqrt(num_items)), sample_size)
-    leaves_to_search = min(config.leaves_to_search or math.ceil(num_leaves / 10), num_leaves)
+    # Small catalogues have small leaves: 10% of them would scan too few items to be accurate.
+    adaptive = max(
+        math.ceil(num_leaves / 10), math.ceil(config.min_points_searched * num_leaves / num_items)
+    )
+    leaves_to_search = min(config.leaves_to_search or adaptive, num_leaves)
     builder = builder.tree(
         num_leaves=num_leaves,
         num_leaves_to_search=leaves_to_search,

@@ -141,7 +141,8 @@ def train(
     model = build_model(config, data)
     sample = batches(0)
     init_fn, abstract, state_shardings = _abstract_state(
-        config, model, sample, scheduled_steps(config.train, batches.steps_per_epoch), mesh)
+        config, model, sample, scheduled_steps(config.train, batches.steps_per_epoch), mesh
+    )
     input_shardings = _batch_shardings(mesh, sample)
     step_fn = jax.jit(
         make_train_step(model, config.train),

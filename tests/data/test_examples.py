@@ -41,15 +41,23 @@ FRANCE, GERMANY, UK = 2, 3, 4
 
 def make_events(rows=ROWS) -> EventLog:
     users, items, times, countries, texts, types = zip(*rows, strict=True)
-    return EventLog(user=np.array(users), item=np.array(items),
-                    timestamp=np.array(times, dtype=np.int64),
-                    event_type=np.array(types, dtype=np.int8),
-                    value=np.ones(len(rows), dtype=np.float32),
-                    features={"country": np.array(countries), "description": np.array(texts)})
+    return EventLog(
+        user=np.array(users),
+        item=np.array(items),
+        timestamp=np.array(times, dtype=np.int64),
+        event_type=np.array(types, dtype=np.int8),
+        value=np.ones(len(rows), dtype=np.float32),
+        features={"country": np.array(countries), "description": np.array(texts)},
+    )
 
 
-TEMPORAL = ExampleConfig(split="temporal", temporal_valid_quantile=0.5,
-                         temporal_test_quantile=0.75, history_length=3, text_tokens=4)
+TEMPORAL = ExampleConfig(
+    split="temporal",
+    temporal_valid_quantile=0.5,
+    temporal_test_quantile=0.75,
+    history_length=3,
+    text_tokens=4,
+)
 
 
 @pytest.fixture
@@ -62,11 +70,11 @@ def test_build_layout(data):
     np.testing.assert_array_equal(data.items.ids, ["A", "B", "C", "D", "E", "F"])
     np.testing.assert_array_equal(data.contexts.ids, ["France", "Germany", "UK"])
     np.testing.assert_array_equal(data.timelines.offsets, [0, 8, 12, 14])
-    np.testing.assert_array_equal(data.timelines.items,
-                                  [A, B, CC, A, E, E, F, E, A, B, CC, CC, D, A])
+    np.testing.assert_array_equal(
+        data.timelines.items, [A, B, CC, A, E, E, F, E, A, B, CC, CC, D, A]
+    )
     np.testing.assert_array_equal(data.roles, [0, 0, 0, 1, 1, 2, 2, 2, 0, 0, 1, 2, 0, 2])
-    np.testing.assert_array_equal(data.context,
-                                  [UK] * 6 + [FRANCE] * 2 + [GERMANY] * 4 + [UK] * 2)
+    np.testing.assert_array_equal(data.context, [UK] * 6 + [FRANCE] * 2 + [GERMANY] * 4 + [UK] * 2)
     np.testing.assert_array_equal(data.train_positions(), [0, 1, 2, 8, 9, 12])
     np.testing.assert_array_equal(data.train_counts, [0, 0, 2, 2, 1, 1, 0, 0])
     assert data.num_items == 8
@@ -93,8 +101,9 @@ def test_eval_set_leave_last_out():
     np.testing.assert_array_equal(test.positions, [7, 11, 13])
     np.testing.assert_array_equal(test.targets, [[E], [CC], [A]])
     # User 1's target E was also bought before: seen holds it (a repeat purchase).
-    np.testing.assert_array_equal(test.seen, [[A, B, CC, E, F], [A, B, CC, -1, -1],
-                                              [D, -1, -1, -1, -1]])
+    np.testing.assert_array_equal(
+        test.seen, [[A, B, CC, E, F], [A, B, CC, -1, -1], [D, -1, -1, -1, -1]]
+    )
     valid = data.eval_set(Role.VALID)
     np.testing.assert_array_equal(valid.positions, [6, 10])  # user 3 has only two events
     np.testing.assert_array_equal(valid.targets, [[F], [CC]])
@@ -113,19 +122,23 @@ def test_eval_set_of_a_role_nobody_has_is_empty():
 def test_padded_groups():
     groups = np.array([0, 0, 0, 2, 2])
     values = np.array([7, 5, 7, 1, 1])
-    np.testing.assert_array_equal(_padded_groups(groups, values, 3),
-                                  [[7, 5, 7], [-1, -1, -1], [1, 1, -1]])
-    np.testing.assert_array_equal(_padded_groups(groups, values, 3, unique=True),
-                                  [[5, 7], [-1, -1], [1, -1]])
-    np.testing.assert_array_equal(_padded_groups(np.zeros(0, int), np.zeros(0, int), 2),
-                                  [[-1], [-1]])
+    np.testing.assert_array_equal(
+        _padded_groups(groups, values, 3), [[7, 5, 7], [-1, -1, -1], [1, 1, -1]]
+    )
+    np.testing.assert_array_equal(
+        _padded_groups(groups, values, 3, unique=True), [[5, 7], [-1, -1], [1, -1]]
+    )
+    np.testing.assert_array_equal(
+        _padded_groups(np.zeros(0, int), np.zeros(0, int), 2), [[-1], [-1]]
+    )
 
 
 def test_query_features_at_positions(data):
     features = data.query_features(np.array([5, 11, 13, 8]))
     np.testing.assert_array_equal(features["user"], [2, 3, 4, 3])
-    np.testing.assert_array_equal(features["history"],
-                                  [[CC, A, E], [A, B, CC], [PAD, PAD, D], [PAD, PAD, PAD]])
+    np.testing.assert_array_equal(
+        features["history"], [[CC, A, E], [A, B, CC], [PAD, PAD, D], [PAD, PAD, PAD]]
+    )
     np.testing.assert_array_equal(features["context"], [UK, GERMANY, UK, GERMANY])
     assert all(f.dtype == np.int32 for f in features.values())
 
@@ -152,8 +165,11 @@ def test_latest_positions_unknown_user_raises(data):
 
 
 def test_latest_positions_string_users_are_not_truncated():
-    rows = [("ann", "A", 1, "UK", "", P), ("ann", "B", 2, "UK", "", P),
-            ("bob", "C", 3, "UK", "", P)]
+    rows = [
+        ("ann", "A", 1, "UK", "", P),
+        ("ann", "B", 2, "UK", "", P),
+        ("bob", "C", 3, "UK", "", P),
+    ]
     data = RetrievalData.build(make_events(rows), ExampleConfig())
     positions, rows_ = data.latest_positions(np.array(["bob", "ann"]))
     np.testing.assert_array_equal(positions, [3, 2])
@@ -164,8 +180,12 @@ def test_latest_positions_string_users_are_not_truncated():
 
 def test_statistics(data):
     assert data.statistics() == {
-        "users": 3, "items": 6, "events": 14,
-        "train_events": 6, "valid_events": 3, "test_events": 5,
+        "users": 3,
+        "items": 6,
+        "events": 14,
+        "train_events": 6,
+        "valid_events": 3,
+        "test_events": 5,
         "median_events_per_user": 4.0,  # lengths 8, 4, 2
         "density": pytest.approx(14 / 18),
     }
@@ -174,8 +194,17 @@ def test_statistics(data):
 def test_item_text_and_tokens(data):
     np.testing.assert_array_equal(
         data.item_text,
-        ["<pad>", "<oov 0>", "WHITE HANGING HEART", "RED HEART LANTERN", "white hanging heart",
-         "", "Jumbo bag, red!", "pack of 12 pencils in tube"])
+        [
+            "<pad>",
+            "<oov 0>",
+            "WHITE HANGING HEART",
+            "RED HEART LANTERN",
+            "white hanging heart",
+            "",
+            "Jumbo bag, red!",
+            "pack of 12 pencils in tube",
+        ],
+    )
     tokens = data.item_tokens
     assert tokens.shape == (8, 4) and tokens.dtype == np.int32
 
@@ -188,8 +217,9 @@ def test_item_text_and_tokens(data):
     np.testing.assert_array_equal(tokens[B], [token("red"), token("heart"), token("lantern"), 0])
     np.testing.assert_array_equal(tokens[D], 0)  # empty description
     np.testing.assert_array_equal(tokens[E], [token("jumbo"), token("bag"), token("red"), 0])
-    np.testing.assert_array_equal(tokens[F], [token("pack"), token("of"), token("12"),
-                                              token("pencils")])  # cut to text_tokens
+    np.testing.assert_array_equal(
+        tokens[F], [token("pack"), token("of"), token("12"), token("pencils")]
+    )  # cut to text_tokens
     # A word is the same token in every description (whatever the other words' lengths).
     assert tokens[A, 2] == tokens[B, 1]
     assert tokens[B, 0] == tokens[E, 2]
@@ -197,8 +227,9 @@ def test_item_text_and_tokens(data):
 
 
 def test_no_text_or_context_feature():
-    data = RetrievalData.build(make_events(), ExampleConfig(context_feature=None,
-                                                            text_feature=None))
+    data = RetrievalData.build(
+        make_events(), ExampleConfig(context_feature=None, text_feature=None)
+    )
     np.testing.assert_array_equal(data.context, np.zeros(14))
     np.testing.assert_array_equal(data.item_tokens, 0)
     np.testing.assert_array_equal(data.item_text[2:], ["A", "B", "C", "D", "E", "F"])

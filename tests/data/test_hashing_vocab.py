@@ -15,10 +15,21 @@ INTS = [0, 1, -1, 12346, 2**40]
 STRINGS = ["", "a", "red", "héllo", "日本", "85123A"]
 # Computed once with recjax and checked against the pure-Python FNV-1a below: if these
 # change, every hashed bucket (OOV ids, text tokens) of every trained model moves.
-INT_HASHES = [3136886941265041739, 632908417880113564, 12805878609059581702,
-              6653433072509918001, 13573890017254316363]
-STRING_HASHES = [14695981039346656037, 12638187200555641996, 9937683068979823132,
-                 803281756967761087, 9320892155997987972, 4359830775492328649]
+INT_HASHES = [
+    3136886941265041739,
+    632908417880113564,
+    12805878609059581702,
+    6653433072509918001,
+    13573890017254316363,
+]
+STRING_HASHES = [
+    14695981039346656037,
+    12638187200555641996,
+    9937683068979823132,
+    803281756967761087,
+    9320892155997987972,
+    4359830775492328649,
+]
 
 _MASK = 2**64 - 1
 
@@ -54,8 +65,9 @@ def test_hash_is_the_same_in_another_process():
     runs = []
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True
+        ).stdout
         runs.append(json.loads(out))
     # Python's own str hash does move with the seed: the processes really differ.
     assert runs[0][2] != runs[1][2]
@@ -68,20 +80,24 @@ def test_string_hash_does_not_depend_on_array_width():
     alone = stable_hash(np.array(["red"]))
     padded = stable_hash(np.array(["red", "lantern holder"]))  # dtype <U14: NUL padding
     assert alone[0] == padded[0] == fnv1a_reference("red")
-    assert hash_to_buckets(np.array(["red"]), 8191)[0] == hash_to_buckets(
-        np.array(["lantern", "red"]), 8191)[1]
+    assert (
+        hash_to_buckets(np.array(["red"]), 8191)[0]
+        == hash_to_buckets(np.array(["lantern", "red"]), 8191)[1]
+    )
 
 
 def test_int_hash_does_not_depend_on_dtype():
-    np.testing.assert_array_equal(stable_hash(np.array([5, -3], dtype=np.int32)),
-                                  stable_hash(np.array([5, -3], dtype=np.int64)))
+    np.testing.assert_array_equal(
+        stable_hash(np.array([5, -3], dtype=np.int32)),
+        stable_hash(np.array([5, -3], dtype=np.int64)),
+    )
 
 
 def test_hash_to_buckets_range_and_values():
-    np.testing.assert_array_equal(hash_to_buckets(np.array(INTS), 7),
-                                  [h % 7 for h in INT_HASHES])
-    np.testing.assert_array_equal(hash_to_buckets(np.array(STRINGS), 7),
-                                  [h % 7 for h in STRING_HASHES])
+    np.testing.assert_array_equal(hash_to_buckets(np.array(INTS), 7), [h % 7 for h in INT_HASHES])
+    np.testing.assert_array_equal(
+        hash_to_buckets(np.array(STRINGS), 7), [h % 7 for h in STRING_HASHES]
+    )
     buckets = hash_to_buckets(np.arange(10_000), 13)
     assert buckets.dtype == np.int32
     assert buckets.min() == 0 and buckets.max() == 12
@@ -158,8 +174,9 @@ def test_raw_round_trip_and_padding_or_oov_raise():
 
 def test_contains():
     vocab = Vocabulary.build(np.array([5, 1, 9]))
-    np.testing.assert_array_equal(vocab.contains(np.array([1, 2, 9, 10, 0])),
-                                  [True, False, True, False, False])
+    np.testing.assert_array_equal(
+        vocab.contains(np.array([1, 2, 9, 10, 0])), [True, False, True, False, False]
+    )
     empty = Vocabulary.build(np.zeros(0, dtype=np.int64))
     np.testing.assert_array_equal(empty.contains(np.array([1])), [False])
     assert empty.lookup(np.array([7]))[0] == 1  # the only OOV bucket

@@ -20,8 +20,20 @@ from recjax.data.sources.online_retail import embedded_path, read_online_retail
 # Service lines of this shop's ledger, read off the raw file: every StockCode that does
 # not start with five digits, with its description (DCGS... codes are real products but
 # occur only on anonymous rows).
-SERVICE_CODES = ["POST", "DOT", "C2", "D", "M", "m", "B", "S", "CRUK", "PADS", "AMAZONFEE",
-                 "BANK CHARGES"]
+SERVICE_CODES = [
+    "POST",
+    "DOT",
+    "C2",
+    "D",
+    "M",
+    "m",
+    "B",
+    "S",
+    "CRUK",
+    "PADS",
+    "AMAZONFEE",
+    "BANK CHARGES",
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +87,9 @@ def test_report_counts_match_the_raw_file(loaded, expected):
         "merged: repeated line of the same item on the same invoice": expected["merged"],
     }
     assert report.events == expected["events"] == len(loaded.events)
-    assert report.notes == {"cancellation events (kept, EventType.CANCELLATION)":
-                            expected["cancellations"]}
+    assert report.notes == {
+        "cancellation events (kept, EventType.CANCELLATION)": expected["cancellations"]
+    }
     assert report.skipped == {}
     report.check_balanced()
 
@@ -103,14 +116,19 @@ def test_events(loaded, expected):
     assert events.user.dtype == np.int64 and events.item.dtype.kind == "U"
     assert events.timestamp.dtype == np.int64 and events.value.dtype == np.float32
     # Merging sums quantities; values are |quantity|, so totals per type are preserved.
-    np.testing.assert_equal(events.value[types == EventType.PURCHASE].astype(np.int64).sum(),
-                            expected["purchased_quantity"])
-    np.testing.assert_equal(events.value[types == EventType.CANCELLATION].astype(np.int64).sum(),
-                            expected["cancelled_quantity"])
+    np.testing.assert_equal(
+        events.value[types == EventType.PURCHASE].astype(np.int64).sum(),
+        expected["purchased_quantity"],
+    )
+    np.testing.assert_equal(
+        events.value[types == EventType.CANCELLATION].astype(np.int64).sum(),
+        expected["cancelled_quantity"],
+    )
     assert (events.value > 0).all()
     assert sorted(events.features) == ["country", "description", "invoice", "unit_price"]
-    assert np.char.startswith(events.features["invoice"][types == EventType.CANCELLATION],
-                              "C").all()
+    assert np.char.startswith(
+        events.features["invoice"][types == EventType.CANCELLATION], "C"
+    ).all()
     assert not np.isin(events.item, SERVICE_CODES).any()
 
 
@@ -150,11 +168,14 @@ def test_missing_column_is_named(sample, tmp_path):
     assert error.value.field == "Country" and error.value.line is None
 
 
-@pytest.mark.parametrize("column, new_type, expected", [
-    ("Quantity", pa.float64(), "type int64"),
-    ("CustomerID", pa.string(), "type double"),
-    ("InvoiceDate", pa.string(), "a timestamp column"),
-])
+@pytest.mark.parametrize(
+    "column, new_type, expected",
+    [
+        ("Quantity", pa.float64(), "type int64"),
+        ("CustomerID", pa.string(), "type double"),
+        ("InvoiceDate", pa.string(), "a timestamp column"),
+    ],
+)
 def test_wrong_column_type_is_named(sample, tmp_path, column, new_type, expected):
     index = sample.column_names.index(column)
     broken = sample.set_column(index, column, pc.cast(sample[column], new_type))
@@ -173,8 +194,9 @@ def with_nulls(table: pa.Table, column: str, rows: list[int]) -> pa.Table:
 
 def test_null_invoice_date_raises_with_the_row(sample, tmp_path):
     path = write(with_nulls(sample, "InvoiceDate", [7, 20]), tmp_path / "null.parquet")
-    with pytest.raises(DataFormatError,
-                       match=f"^{re.escape(path)}:8: field 'InvoiceDate': expected a value"):
+    with pytest.raises(
+        DataFormatError, match=f"^{re.escape(path)}:8: field 'InvoiceDate': expected a value"
+    ):
         read_online_retail(path)
 
 

@@ -16,10 +16,13 @@ def make_data(items_per_user: list[list[int]]) -> RetrievalData:
     users = np.repeat(np.arange(len(items_per_user)), [len(i) for i in items_per_user])
     items = np.concatenate([np.asarray(i) for i in items_per_user])
     n = len(items)
-    events = EventLog(user=users.astype(np.int64), item=items.astype(np.int64),
-                      timestamp=np.arange(n, dtype=np.int64),
-                      event_type=np.full(n, EventType.PURCHASE, dtype=np.int8),
-                      value=np.ones(n, dtype=np.float32))
+    events = EventLog(
+        user=users.astype(np.int64),
+        item=items.astype(np.int64),
+        timestamp=np.arange(n, dtype=np.int64),
+        event_type=np.full(n, EventType.PURCHASE, dtype=np.int8),
+        value=np.ones(n, dtype=np.float32),
+    )
     return RetrievalData.build(events, CONFIG)
 
 
@@ -82,17 +85,23 @@ def test_batch_features_match_their_positions(distinct):
         positions = position_of(distinct, batch["item"])
         rows = distinct.timelines.row_of(positions)
         np.testing.assert_array_equal(batch["user"], distinct.timelines.users[rows])
-        np.testing.assert_array_equal(batch["history"],
-                                      distinct.timelines.history(positions, 3))
+        np.testing.assert_array_equal(batch["history"], distinct.timelines.history(positions, 3))
         np.testing.assert_array_equal(batch["item_tokens"], distinct.item_tokens[batch["item"]])
 
 
 def test_batch_shapes_are_fixed(distinct):
     batches = TrainBatches(distinct, BatchConfig(batch_size=BATCH, num_uniform_negatives=5))
-    shapes = {"user": (BATCH,), "history": (BATCH, 3), "context": (BATCH,), "item": (BATCH,),
-              "item_tokens": (BATCH, CONFIG.text_tokens), "item_log_q": (BATCH,),
-              "negative": (5,), "negative_tokens": (5, CONFIG.text_tokens),
-              "negative_log_q": (5,)}
+    shapes = {
+        "user": (BATCH,),
+        "history": (BATCH, 3),
+        "context": (BATCH,),
+        "item": (BATCH,),
+        "item_tokens": (BATCH, CONFIG.text_tokens),
+        "item_log_q": (BATCH,),
+        "negative": (5,),
+        "negative_tokens": (5, CONFIG.text_tokens),
+        "negative_log_q": (5,),
+    }
     for step in range(12):
         batch = batches(step)
         assert {key: value.shape for key, value in batch.items()} == shapes

@@ -56,7 +56,11 @@ def test_movielens_100k_counts(shared_data):
     assert np.all(events.event_type == EventType.RATING)
     # u.data line 1 is "196\t242\t3\t881250949".
     assert (events.user[0], events.item[0], events.value[0], events.timestamp[0]) == (
-        196, 242, 3, 881250949)
+        196,
+        242,
+        3,
+        881250949,
+    )
     # The file itself reads the same as its folder.
     assert len(read_movielens_100k(str(folder / "u.data")).events) == 100_000
 
@@ -89,16 +93,23 @@ def test_movielens_latest_small_counts(shared_data):
     assert (events.value.min(), events.value.max()) == (0.5, 5.0)
     # ratings.csv line 2 is "1,1,4.0,964982703".
     assert (events.user[0], events.item[0], events.value[0], events.timestamp[0]) == (
-        1, 1, 4.0, 964982703)
+        1,
+        1,
+        4.0,
+        964982703,
+    )
 
 
-@pytest.mark.parametrize(("name", "users", "interactions", "items"), [
-    ("Beauty", 22_363, 198_502, 12_101),
-    ("Sports_and_Outdoors", 35_598, 296_337, 18_357),
-    ("Toys_and_Games", 19_412, 167_597, 11_924),
-    ("Yelp", 30_431, 316_354, 20_033),
-    ("LastFM", 1_090, 52_551, 3_646),
-])
+@pytest.mark.parametrize(
+    ("name", "users", "interactions", "items"),
+    [
+        ("Beauty", 22_363, 198_502, 12_101),
+        ("Sports_and_Outdoors", 35_598, 296_337, 18_357),
+        ("Toys_and_Games", 19_412, 167_597, 11_924),
+        ("Yelp", 30_431, 316_354, 20_033),
+        ("LastFM", 1_090, 52_551, 3_646),
+    ],
+)
 def test_seqrec_counts(shared_data, name, users, interactions, items):
     events, report = read_seqrec(str(shared_data(f"s3rec-seqrec/{name}.txt")))
     assert (len(events), events.num_users(), events.num_items()) == (interactions, users, items)
@@ -113,8 +124,9 @@ def test_seqrec_counts(shared_data, name, users, interactions, items):
 
 def test_parquet_online_retail_skips_rows_without_customer(shared_data):
     path = str(shared_data("uci-online-retail/online_retail.parquet"))
-    columns = ColumnMapping(user="CustomerID", item="StockCode", timestamp="InvoiceDate",
-                            value="Quantity")
+    columns = ColumnMapping(
+        user="CustomerID", item="StockCode", timestamp="InvoiceDate", value="Quantity"
+    )
     events, report = read_parquet(path, columns, on_error="skip")
     assert (len(events), events.num_users(), events.num_items()) == (406_829, 4_372, 3_684)
     assert report.rows_read == 541_909 and report.skipped == {"malformed CustomerID": 135_080}
@@ -136,19 +148,22 @@ def test_load_events_dispatches_to_the_readers(shared_data):
 GOOD_100K = "1\t10\t5\t100\n2\t20\t4\t200\n"
 
 
-@pytest.mark.parametrize(("data", "line", "field", "found"), [
-    (GOOD_100K + "3\t30\t3\n", 3, "line", "3\t30\t3"),  # Wrong field count.
-    (GOOD_100K + "3\t30\t3\t300\t9\n", 3, "line", "3\t30\t3\t300\t9"),
-    ("1\t10\t5\t100\n\n2\t20\t4\t200\n", 2, "line", ""),  # Empty line.
-    (GOOD_100K + "u3\t30\t3\t300\n", 3, "user", "u3"),  # Non-numeric id.
-    (GOOD_100K + "3\t3.5\t3\t300\n", 3, "item", "3.5"),
-    (GOOD_100K + "3\t30\tfive\t300\n", 3, "rating", "five"),
-    (GOOD_100K + "3\t30\tnan\t300\n", 3, "rating", "nan"),
-    (GOOD_100K + "3\t30\t3\t2020-01-01\n", 3, "timestamp", "2020-01-01"),  # Non-numeric time.
-    (GOOD_100K + "3\t30\t3\t99999999999999999999\n", 3, "timestamp", "99999999999999999999"),
-    (b"1\t10\t5\t100\n2\t2\xff0\t4\t200\n", 2, "encoding", "b'\\xff'"),  # Bad UTF-8 byte.
-    (b"1\t10\t5\t100\n2\t20\t4\t2\xe2\x82\n", 2, "encoding", "b'\\xe2\\x82'"),
-])
+@pytest.mark.parametrize(
+    ("data", "line", "field", "found"),
+    [
+        (GOOD_100K + "3\t30\t3\n", 3, "line", "3\t30\t3"),  # Wrong field count.
+        (GOOD_100K + "3\t30\t3\t300\t9\n", 3, "line", "3\t30\t3\t300\t9"),
+        ("1\t10\t5\t100\n\n2\t20\t4\t200\n", 2, "line", ""),  # Empty line.
+        (GOOD_100K + "u3\t30\t3\t300\n", 3, "user", "u3"),  # Non-numeric id.
+        (GOOD_100K + "3\t3.5\t3\t300\n", 3, "item", "3.5"),
+        (GOOD_100K + "3\t30\tfive\t300\n", 3, "rating", "five"),
+        (GOOD_100K + "3\t30\tnan\t300\n", 3, "rating", "nan"),
+        (GOOD_100K + "3\t30\t3\t2020-01-01\n", 3, "timestamp", "2020-01-01"),  # Non-numeric time.
+        (GOOD_100K + "3\t30\t3\t99999999999999999999\n", 3, "timestamp", "99999999999999999999"),
+        (b"1\t10\t5\t100\n2\t2\xff0\t4\t200\n", 2, "encoding", "b'\\xff'"),  # Bad UTF-8 byte.
+        (b"1\t10\t5\t100\n2\t20\t4\t2\xe2\x82\n", 2, "encoding", "b'\\xe2\\x82'"),
+    ],
+)
 def test_100k_errors_name_file_line_and_field(tmp_path, data, line, field, found):
     path = write(tmp_path / "u.data", data)
     with raises_at(path, line, field) as caught:
@@ -164,24 +179,31 @@ def test_first_bad_line_wins_whatever_the_check(tmp_path):
 
 
 def test_skip_counts_every_malformed_line_and_keeps_the_rest(tmp_path):
-    data = (b"1\t10\t5\t100\r\n"  # CRLF is fine.
-            b"\n"  # 2: empty.
-            b"2\t20\t4\n"  # 3: 3 fields.
-            b"x\t20\t4\t200\n"  # 4: bad user.
-            b"3\t30\t3\t300\n"
-            b"4\t40\t2\t\xff\n"  # 6: bad byte (and so a bad timestamp too: counted once).
-            b"5\t50\t1\tt\n"  # 7: bad timestamp.
-            b"6\t60\t1\t600")  # No final newline.
+    data = (
+        b"1\t10\t5\t100\r\n"  # CRLF is fine.
+        b"\n"  # 2: empty.
+        b"2\t20\t4\n"  # 3: 3 fields.
+        b"x\t20\t4\t200\n"  # 4: bad user.
+        b"3\t30\t3\t300\n"
+        b"4\t40\t2\t\xff\n"  # 6: bad byte (and so a bad timestamp too: counted once).
+        b"5\t50\t1\tt\n"  # 7: bad timestamp.
+        b"6\t60\t1\t600"
+    )  # No final newline.
     path = write(tmp_path / "u.data", data)
     events, report = read_movielens_100k(path, on_error="skip")
     np.testing.assert_array_equal(events.user, [1, 3, 6])
     np.testing.assert_array_equal(events.timestamp, [100, 300, 600])
     np.testing.assert_array_equal(events.value, [5, 3, 1])
     assert report.rows_read == 8 and report.events == 3
-    assert report.skipped == {"malformed line": 2, "malformed user": 1,
-                              "malformed encoding": 1, "malformed timestamp": 1}
+    assert report.skipped == {
+        "malformed line": 2,
+        "malformed user": 1,
+        "malformed encoding": 1,
+        "malformed timestamp": 1,
+    }
     assert [m.split(": field")[0] for m in report.first_skipped] == [
-        f"{path}:{n}" for n in (2, 3, 4, 6, 7)]
+        f"{path}:{n}" for n in (2, 3, 4, 6, 7)
+    ]
 
 
 def test_skip_keeps_five_messages_but_counts_all(tmp_path):
@@ -232,16 +254,19 @@ def test_csv_missing_column_names_the_columns_found(tmp_path):
 
 
 def test_csv_line_numbers_count_header_and_empty_lines(tmp_path):
-    path = write(tmp_path / "e.csv", (
-        "user,item,ts\n"
-        "1,10,100\n"
-        "\n"  # 3: empty.
-        "2,20\n"  # 4: 2 fields.
-        "3,30,300,extra\n"  # 5: 4 fields.
-        "4,,400\n"  # 6: empty item.
-        '"5","a, b",500\n'  # Quoted fields.
-        "6,60,soon\n"  # 8: bad timestamp.
-    ))
+    path = write(
+        tmp_path / "e.csv",
+        (
+            "user,item,ts\n"
+            "1,10,100\n"
+            "\n"  # 3: empty.
+            "2,20\n"  # 4: 2 fields.
+            "3,30,300,extra\n"  # 5: 4 fields.
+            "4,,400\n"  # 6: empty item.
+            '"5","a, b",500\n'  # Quoted fields.
+            "6,60,soon\n"  # 8: bad timestamp.
+        ),
+    )
     with raises_at(path, 3, "line") as caught:
         read_csv(path, COLUMNS)
     assert caught.value.expected == "3 comma-separated fields"
@@ -252,19 +277,23 @@ def test_csv_line_numbers_count_header_and_empty_lines(tmp_path):
     assert report.rows_read == 7 and report.events == 2
     assert report.skipped == {"malformed line": 3, "malformed item": 1, "malformed ts": 1}
     assert [m.split(": field")[0] for m in report.first_skipped] == [
-        f"{path}:{n}" for n in (3, 4, 5, 6, 8)]
+        f"{path}:{n}" for n in (3, 4, 5, 6, 8)
+    ]
 
 
 def test_csv_timestamps_integer_or_iso(tmp_path):
-    path = write(tmp_path / "e.csv", (
-        "user,item,ts\n"
-        "1,1,1577836800\n"
-        "1,2,2020-01-01T00:00:00Z\n"
-        "1,3,2020-01-01 01:00:00.75+01:00\n"
-        "1,4,2020-01-01\n"
-        "1,5,2021-02-30\n"  # 6: no such day.
-        "1,6,yesterday\n"  # 7.
-    ))
+    path = write(
+        tmp_path / "e.csv",
+        (
+            "user,item,ts\n"
+            "1,1,1577836800\n"
+            "1,2,2020-01-01T00:00:00Z\n"
+            "1,3,2020-01-01 01:00:00.75+01:00\n"
+            "1,4,2020-01-01\n"
+            "1,5,2021-02-30\n"  # 6: no such day.
+            "1,6,yesterday\n"  # 7.
+        ),
+    )
     with raises_at(path, 6, "ts"):
         read_csv(path, COLUMNS)
     events, report = read_csv(path, COLUMNS, on_error="skip")
@@ -273,23 +302,33 @@ def test_csv_timestamps_integer_or_iso(tmp_path):
 
 
 def test_csv_event_types_values_and_features(tmp_path):
-    path = write(tmp_path / "e.csv", (
-        "user,item,ts,kind,qty,price,shop\n"
-        "u1,1,10,purchase,2,1.5,a\n"
-        "u2,2,20,Rating,4.5,2,b\n"
-        "u3,3,30,3,1,3,c\n"
-        "u4,4,40,click,1,4,d\n"  # 5: not an EventType.
-        "u5,5,50,7,1,5,e\n"  # 6: not an EventType value.
-    ))
-    columns = ColumnMapping(user="user", item="item", timestamp="ts", event_type="kind",
-                            value="qty", features=("price", "shop"))
+    path = write(
+        tmp_path / "e.csv",
+        (
+            "user,item,ts,kind,qty,price,shop\n"
+            "u1,1,10,purchase,2,1.5,a\n"
+            "u2,2,20,Rating,4.5,2,b\n"
+            "u3,3,30,3,1,3,c\n"
+            "u4,4,40,click,1,4,d\n"  # 5: not an EventType.
+            "u5,5,50,7,1,5,e\n"  # 6: not an EventType value.
+        ),
+    )
+    columns = ColumnMapping(
+        user="user",
+        item="item",
+        timestamp="ts",
+        event_type="kind",
+        value="qty",
+        features=("price", "shop"),
+    )
     with raises_at(path, 5, "kind") as caught:
         read_csv(path, columns)
     assert caught.value.found == "click"
     events, report = read_csv(path, columns, on_error="skip")
     np.testing.assert_array_equal(events.user, ["u1", "u2", "u3"])
-    np.testing.assert_array_equal(events.event_type, [EventType.PURCHASE, EventType.RATING,
-                                                      EventType.CANCELLATION])
+    np.testing.assert_array_equal(
+        events.event_type, [EventType.PURCHASE, EventType.RATING, EventType.CANCELLATION]
+    )
     np.testing.assert_array_equal(events.value, [2, 4.5, 1])
     assert events.features["price"].dtype == np.float64
     assert events.features["shop"].dtype.kind == "U"
@@ -317,12 +356,17 @@ def test_movielens_latest_reports_csv_errors(tmp_path):
 
 def test_parquet_typed_columns_and_null_rows(tmp_path):
     path = str(tmp_path / "e.parquet")
-    pq.write_table(pa.table({
-        "user": pa.array([1, 2, None, 4], pa.int32()),
-        "item": ["a", "b", "c", None],
-        "ts": pa.array([1_000, 2_500, 3_000, 4_000], pa.timestamp("ms", tz="UTC")),
-        "kind": ["rating", "INTERACTION", "rating", "rating"],
-    }), path)
+    pq.write_table(
+        pa.table(
+            {
+                "user": pa.array([1, 2, None, 4], pa.int32()),
+                "item": ["a", "b", "c", None],
+                "ts": pa.array([1_000, 2_500, 3_000, 4_000], pa.timestamp("ms", tz="UTC")),
+                "kind": ["rating", "INTERACTION", "rating", "rating"],
+            }
+        ),
+        path,
+    )
     columns = ColumnMapping(user="user", item="item", timestamp="ts", event_type="kind")
     with raises_at(path, 3, "user"):
         read_parquet(path, columns)
@@ -345,10 +389,12 @@ def test_tfds_missing_package_says_how_to_install(monkeypatch):
 
 
 def test_tfds_batch_becomes_events(monkeypatch):
-    batch = {"user_id": np.array([b"196", b"186"], object),
-             "movie_id": np.array([b"242", b"302"], object),
-             "user_rating": np.array([3.0, 4.0], np.float32),
-             "timestamp": np.array([881250949, 891717742], np.int64)}
+    batch = {
+        "user_id": np.array([b"196", b"186"], object),
+        "movie_id": np.array([b"242", b"302"], object),
+        "user_rating": np.array([3.0, 4.0], np.float32),
+        "timestamp": np.array([881250949, 891717742], np.int64),
+    }
     calls = []
 
     def fake_load(name, split, batch_size):

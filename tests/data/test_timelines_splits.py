@@ -28,10 +28,13 @@ TIMES = np.array([5, 3, 5, 1, 9, 2, 3, 4, 4, 7])
 
 def make_events(users=USERS, items=ITEMS, times=TIMES) -> EventLog:
     n = len(users)
-    return EventLog(user=np.asarray(users), item=np.asarray(items),
-                    timestamp=np.asarray(times, dtype=np.int64),
-                    event_type=np.full(n, EventType.PURCHASE, dtype=np.int8),
-                    value=np.ones(n, dtype=np.float32))
+    return EventLog(
+        user=np.asarray(users),
+        item=np.asarray(items),
+        timestamp=np.asarray(times, dtype=np.int64),
+        event_type=np.full(n, EventType.PURCHASE, dtype=np.int8),
+        value=np.ones(n, dtype=np.float32),
+    )
 
 
 @pytest.fixture
@@ -50,8 +53,9 @@ def test_timelines_order_ties_and_offsets(timelines):
     assert timelines.num_events == 10
     assert timelines.offsets.dtype == np.int64 and timelines.items.dtype == np.int32
     np.testing.assert_array_equal(timelines.timeline_of_position(), [0, 0, 0, 0, 1, 1, 1, 2, 3, 3])
-    np.testing.assert_array_equal(timelines.row_of(np.array([0, 3, 4, 6, 7, 8, 9])),
-                                  [0, 0, 1, 1, 2, 3, 3])
+    np.testing.assert_array_equal(
+        timelines.row_of(np.array([0, 3, 4, 6, 7, 8, 9])), [0, 0, 1, 1, 2, 3, 3]
+    )
 
 
 def test_ties_break_by_source_row_not_by_item():
@@ -59,31 +63,36 @@ def test_ties_break_by_source_row_not_by_item():
     users, items = USERS.copy(), ITEMS.copy()
     items[[7, 8]] = items[[8, 7]]
     events = make_events(users, items)
-    swapped = UserTimelines.build(events, Vocabulary.build(events.user),
-                                  Vocabulary.build(events.item))
+    swapped = UserTimelines.build(
+        events, Vocabulary.build(events.user), Vocabulary.build(events.item)
+    )
     np.testing.assert_array_equal(swapped.items[8:], [3, 5])  # b then d now
     np.testing.assert_array_equal(swapped.source_rows[8:], [7, 8])
 
 
 def test_empty_event_log_gives_empty_timelines():
     events = make_events(np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, np.int64))
-    empty = UserTimelines.build(events, Vocabulary.build(events.user),
-                                Vocabulary.build(events.item))
+    empty = UserTimelines.build(
+        events, Vocabulary.build(events.user), Vocabulary.build(events.item)
+    )
     assert empty.num_events == 0 and len(empty.users) == 0
     np.testing.assert_array_equal(empty.offsets, [0])
 
 
 def test_history_windows(timelines):
     positions = np.array([0, 1, 3, 4, 6, 7, 9])
-    np.testing.assert_array_equal(timelines.history(positions, 2), [
-        [PAD, PAD],  # first event of user 10: nothing before
-        [PAD, 4],
-        [2, 3],  # last two before position 3, not position 3 itself (item d=5)
-        [PAD, PAD],  # user 20 starts here: user 10's items must not leak in
-        [2, 3],
-        [PAD, PAD],  # user 30's only event
-        [PAD, 5],
-    ])
+    np.testing.assert_array_equal(
+        timelines.history(positions, 2),
+        [
+            [PAD, PAD],  # first event of user 10: nothing before
+            [PAD, 4],
+            [2, 3],  # last two before position 3, not position 3 itself (item d=5)
+            [PAD, PAD],  # user 20 starts here: user 10's items must not leak in
+            [2, 3],
+            [PAD, PAD],  # user 30's only event
+            [PAD, 5],
+        ],
+    )
     np.testing.assert_array_equal(timelines.history(np.array([3]), 5), [[PAD, PAD, 4, 2, 3]])
     np.testing.assert_array_equal(timelines.history(np.array([3]), 1), [[3]])
     assert timelines.history(positions, 2).dtype == np.int32
@@ -91,8 +100,10 @@ def test_history_windows(timelines):
 
 def test_history_after_all_events_needs_the_row(timelines):
     # Position 4 is one past user 10's end: with rows=[0] it means "after all of user 10".
-    np.testing.assert_array_equal(timelines.history(np.array([4, 10]), 5, rows=np.array([0, 3])),
-                                  [[PAD, 4, 2, 3, 5], [PAD, PAD, PAD, 5, 3]])
+    np.testing.assert_array_equal(
+        timelines.history(np.array([4, 10]), 5, rows=np.array([0, 3])),
+        [[PAD, 4, 2, 3, 5], [PAD, PAD, PAD, 5, 3]],
+    )
     # Without the row, position 4 is user 20's first event.
     np.testing.assert_array_equal(timelines.history(np.array([4]), 5), [[PAD] * 5])
 
@@ -100,22 +111,33 @@ def test_history_after_all_events_needs_the_row(timelines):
 def test_leave_last_out(timelines):
     roles = leave_last_out(timelines)
     assert roles.dtype == np.int8
-    np.testing.assert_array_equal(roles, [
-        TRAIN, TRAIN, VALID, TEST,  # user 10: 4 events
-        TRAIN, VALID, TEST,  # user 20: 3 events
-        TRAIN,  # user 30: 1 event, nothing held out
-        TRAIN, TEST,  # user 40: 2 events, one test, no validation
-    ])
+    np.testing.assert_array_equal(
+        roles,
+        [
+            TRAIN,
+            TRAIN,
+            VALID,
+            TEST,  # user 10: 4 events
+            TRAIN,
+            VALID,
+            TEST,  # user 20: 3 events
+            TRAIN,  # user 30: 1 event, nothing held out
+            TRAIN,
+            TEST,  # user 40: 2 events, one test, no validation
+        ],
+    )
 
 
 def test_temporal_cut_boundaries(timelines):
     # timestamps [1, 3, 3, 7, 2, 5, 5, 9, 4, 4]; valid from t=4, test from t=7 (inclusive).
-    np.testing.assert_array_equal(temporal_cut(timelines, valid_start=4, test_start=7),
-                                  [TRAIN, TRAIN, TRAIN, TEST, TRAIN, VALID, VALID, TEST, VALID,
-                                   VALID])
-    np.testing.assert_array_equal(temporal_cut(timelines, valid_start=5, test_start=5),
-                                  [TRAIN, TRAIN, TRAIN, TEST, TRAIN, TEST, TEST, TEST, TRAIN,
-                                   TRAIN])
+    np.testing.assert_array_equal(
+        temporal_cut(timelines, valid_start=4, test_start=7),
+        [TRAIN, TRAIN, TRAIN, TEST, TRAIN, VALID, VALID, TEST, VALID, VALID],
+    )
+    np.testing.assert_array_equal(
+        temporal_cut(timelines, valid_start=5, test_start=5),
+        [TRAIN, TRAIN, TRAIN, TEST, TRAIN, TEST, TEST, TEST, TRAIN, TRAIN],
+    )
     everything_train = temporal_cut(timelines, valid_start=10, test_start=10)
     assert (everything_train == TRAIN).all()
     with pytest.raises(ValueError, match="valid_start"):
@@ -143,7 +165,8 @@ def retail_test(retail):
 def history_positions(data: RetrievalData, positions: np.ndarray, rows=None) -> np.ndarray:
     """The flat positions (not items) the history features read; -1 where padded."""
     as_positions = dataclasses.replace(
-        data.timelines, items=np.arange(1, data.timelines.num_events + 1, dtype=np.int32))
+        data.timelines, items=np.arange(1, data.timelines.num_events + 1, dtype=np.int32)
+    )
     return as_positions.history(positions, data.config.history_length, rows) - 1
 
 
@@ -164,8 +187,9 @@ def test_retail_test_queries_see_only_the_past(retail, retail_test):
     np.testing.assert_array_equal(padded, expected < starts[:, None])
     # The features the model gets are the items at those positions.
     features = retail.query_features(test.positions)
-    np.testing.assert_array_equal(features["history"],
-                                  np.where(padded, PAD, timelines.items[np.maximum(seen, 0)]))
+    np.testing.assert_array_equal(
+        features["history"], np.where(padded, PAD, timelines.items[np.maximum(seen, 0)])
+    )
 
 
 def test_retail_held_out_positions_are_each_users_last(retail, retail_test):

@@ -12,8 +12,10 @@ def _reference(queries, candidates, labels, log_q, masked=()):
     logits = queries.astype(np.float64) @ candidates.T.astype(np.float64) - log_q[None, :]
     for row, column in masked:
         logits[row, column] = -np.inf
-    losses = [np.log(np.exp(row - row.max()).sum()) + row.max() - row[label]
-              for row, label in zip(logits, labels, strict=True)]
+    losses = [
+        np.log(np.exp(row - row.max()).sum()) + row.max() - row[label]
+        for row, label in zip(logits, labels, strict=True)
+    ]
     return float(np.mean(losses))
 
 
@@ -25,16 +27,18 @@ def vectors():
 
 def test_in_batch_softmax_matches_hand_computation(vectors):
     queries, positives = vectors
-    loss = sampled_softmax_loss(queries, positives, np.arange(4), np.zeros(4, np.float32),
-                                temperature=1.0)
+    loss = sampled_softmax_loss(
+        queries, positives, np.arange(4), np.zeros(4, np.float32), temperature=1.0
+    )
     expected = _reference(queries, positives, np.arange(4), np.zeros(4))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
 def test_temperature_scales_logits(vectors):
     queries, positives = vectors
-    loss = sampled_softmax_loss(queries, positives, np.arange(4), np.zeros(4, np.float32),
-                                temperature=0.5)
+    loss = sampled_softmax_loss(
+        queries, positives, np.arange(4), np.zeros(4, np.float32), temperature=0.5
+    )
     expected = _reference(queries * 2, positives, np.arange(4), np.zeros(4))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
@@ -43,13 +47,14 @@ def test_log_q_correction_subtracts_per_candidate(vectors):
     queries, positives = vectors
     log_q = np.log(np.array([0.5, 0.1, 0.3, 0.1], np.float32))
     loss = sampled_softmax_loss(queries, positives, np.arange(4), log_q, temperature=1.0)
-    np.testing.assert_allclose(loss, _reference(queries, positives, np.arange(4), log_q),
-                               rtol=1e-5)
+    np.testing.assert_allclose(loss, _reference(queries, positives, np.arange(4), log_q), rtol=1e-5)
     # A constant log Q shifts every logit of a row equally: no effect.
-    constant = sampled_softmax_loss(queries, positives, np.arange(4), np.full(4, -3.0, np.float32),
-                                    temperature=1.0)
-    plain = sampled_softmax_loss(queries, positives, np.arange(4), np.zeros(4, np.float32),
-                                 temperature=1.0)
+    constant = sampled_softmax_loss(
+        queries, positives, np.arange(4), np.full(4, -3.0, np.float32), temperature=1.0
+    )
+    plain = sampled_softmax_loss(
+        queries, positives, np.arange(4), np.zeros(4, np.float32), temperature=1.0
+    )
     np.testing.assert_allclose(constant, plain, rtol=1e-6)
 
 
@@ -59,10 +64,17 @@ def test_accidental_hits_are_masked(vectors):
     loss = sampled_softmax_loss(queries, positives, ids, np.zeros(4, np.float32), temperature=1.0)
     expected = _reference(queries, positives, np.arange(4), np.zeros(4), masked=[(0, 2), (2, 0)])
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
-    kept = sampled_softmax_loss(queries, positives, ids, np.zeros(4, np.float32), temperature=1.0,
-                                remove_accidental_hits=False)
-    np.testing.assert_allclose(kept, _reference(queries, positives, np.arange(4), np.zeros(4)),
-                               rtol=1e-5)
+    kept = sampled_softmax_loss(
+        queries,
+        positives,
+        ids,
+        np.zeros(4, np.float32),
+        temperature=1.0,
+        remove_accidental_hits=False,
+    )
+    np.testing.assert_allclose(
+        kept, _reference(queries, positives, np.arange(4), np.zeros(4)), rtol=1e-5
+    )
 
 
 def test_extra_negatives_join_the_candidates(vectors):
@@ -71,19 +83,37 @@ def test_extra_negatives_join_the_candidates(vectors):
     negative_ids = np.array([8, 100, 101])  # 8 is row 1's positive: an accidental hit there
     log_q_pos = np.log(np.array([0.2, 0.2, 0.4, 0.2], np.float32))
     log_q_neg = np.full(3, np.log(3 / 50), np.float32)
-    loss = sampled_softmax_loss(queries, positives, np.array([7, 8, 9, 10]), log_q_pos,
-                                temperature=1.0, negatives_md=negatives,
-                                negative_ids_m=negative_ids, negative_log_q_m=log_q_neg)
-    expected = _reference(queries, np.concatenate([positives, negatives]), np.arange(4),
-                          np.concatenate([log_q_pos, log_q_neg]), masked=[(1, 4)])
+    loss = sampled_softmax_loss(
+        queries,
+        positives,
+        np.array([7, 8, 9, 10]),
+        log_q_pos,
+        temperature=1.0,
+        negatives_md=negatives,
+        negative_ids_m=negative_ids,
+        negative_log_q_m=log_q_neg,
+    )
+    expected = _reference(
+        queries,
+        np.concatenate([positives, negatives]),
+        np.arange(4),
+        np.concatenate([log_q_pos, log_q_neg]),
+        masked=[(1, 4)],
+    )
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
 def test_extra_negatives_need_ids_and_log_q(vectors):
     queries, positives = vectors
     with pytest.raises(ValueError, match="ids and log Q"):
-        sampled_softmax_loss(queries, positives, np.arange(4), np.zeros(4, np.float32),
-                             temperature=1.0, negatives_md=positives)
+        sampled_softmax_loss(
+            queries,
+            positives,
+            np.arange(4),
+            np.zeros(4, np.float32),
+            temperature=1.0,
+            negatives_md=positives,
+        )
 
 
 def test_perfectly_separated_batch_has_near_zero_loss():
@@ -94,6 +124,9 @@ def test_perfectly_separated_batch_has_near_zero_loss():
 
 def test_gradient_is_finite_with_masked_hits(vectors):
     queries, positives = vectors
-    grad = jax.grad(lambda q: sampled_softmax_loss(q, positives, np.array([1, 1, 1, 1]),
-                                                   np.zeros(4, np.float32), temperature=1.0))(queries)
+    grad = jax.grad(
+        lambda q: sampled_softmax_loss(
+            q, positives, np.array([1, 1, 1, 1]), np.zeros(4, np.float32), temperature=1.0
+        )
+    )(queries)
     assert np.isfinite(np.asarray(grad)).all()

@@ -8,15 +8,23 @@ from recjax.models.two_tower import TwoTower, TwoTowerConfig, masked_mean
 
 
 def _model():
-    return TwoTower(config=TwoTowerConfig(embedding_dim=8, hidden_dims=(16,), output_dim=4,
-                                          recent_lengths=(2,)),
-                    num_users=5, num_items=7, num_contexts=3, num_text_buckets=11)
+    return TwoTower(
+        config=TwoTowerConfig(
+            embedding_dim=8, hidden_dims=(16,), output_dim=4, recent_lengths=(2,)
+        ),
+        num_users=5,
+        num_items=7,
+        num_contexts=3,
+        num_text_buckets=11,
+    )
 
 
 def _batch():
     return {
-        "user": jnp.array([2, 3]), "history": jnp.array([[0, 0, 4, 5], [0, 0, 0, 0]]),
-        "context": jnp.array([1, 2]), "item": jnp.array([3, 6]),
+        "user": jnp.array([2, 3]),
+        "history": jnp.array([[0, 0, 4, 5], [0, 0, 0, 0]]),
+        "context": jnp.array([1, 2]),
+        "item": jnp.array([3, 6]),
         "item_tokens": jnp.array([[1, 2, 0], [0, 0, 0]]),
     }
 
@@ -62,8 +70,13 @@ def test_recent_items_matter_more_than_their_mean_alone():
 def test_item_vectors_do_not_depend_on_the_rest_of_the_batch():
     model = _model()
     params = model.init(jax.random.PRNGKey(0), _batch())["params"]
-    both = model.apply({"params": params}, jnp.array([3, 6]), jnp.array([[1, 2, 0], [0, 0, 0]]),
-                       method=TwoTower.encode_items)
-    one = model.apply({"params": params}, jnp.array([3]), jnp.array([[1, 2, 0]]),
-                      method=TwoTower.encode_items)
+    both = model.apply(
+        {"params": params},
+        jnp.array([3, 6]),
+        jnp.array([[1, 2, 0], [0, 0, 0]]),
+        method=TwoTower.encode_items,
+    )
+    one = model.apply(
+        {"params": params}, jnp.array([3]), jnp.array([[1, 2, 0]]), method=TwoTower.encode_items
+    )
     np.testing.assert_allclose(both[:1], one, rtol=1e-6)

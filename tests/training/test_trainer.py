@@ -1,4 +1,4 @@
-"""The training loop: compiles once, loss falls, resume equals uninterrupted, same loss on any mesh."""
+"""The training loop: compiles once, loss falls, resumes exactly, same loss on any mesh."""
 
 import dataclasses
 import json
@@ -13,8 +13,8 @@ from recjax.data.examples import RetrievalData
 from recjax.data.pipeline import TrainBatches
 from recjax.data.sources import load_events
 from recjax.sharding.mesh import MeshConfig
-from recjax.training.trainer import build_model, make_train_step, train
 from recjax.training.train_state import TrainState
+from recjax.training.trainer import build_model, make_train_step, train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,10 @@ def smoke():
     return config, RetrievalData.build(load_events(config.data).events, config.examples)
 
 
-def _with(config, *, steps, mesh=MeshConfig(data=1, model=1), log_every=1):
+ONE_DEVICE = MeshConfig(data=1, model=1)
+
+
+def _with(config, *, steps, mesh=ONE_DEVICE, log_every=1):
     train_config = dataclasses.replace(config.train, max_steps=steps, log_every_steps=log_every)
     return dataclasses.replace(config, train=train_config, mesh=mesh)
 
@@ -41,8 +44,10 @@ def test_train_step_compiles_once(smoke):
     model = build_model(config, data)
     params = model.init(jax.random.PRNGKey(0), batches(0))["params"]
     import optax
-    state = TrainState.create(apply_fn=model.apply, params=params, tx=optax.adam(1e-3),
-                              rng=jax.random.PRNGKey(1))
+
+    state = TrainState.create(
+        apply_fn=model.apply, params=params, tx=optax.adam(1e-3), rng=jax.random.PRNGKey(1)
+    )
     step = jax.jit(make_train_step(model, config.train), donate_argnums=0)
     for index in range(3):
         state, metrics = step(state, batches(index))
@@ -66,16 +71,20 @@ def test_resumed_run_equals_uninterrupted_run(smoke, tmp_path):
     resumed = train(_with(config, steps=6), data, tmp_path / "resumed", progress=False)
     assert resumed.how == "resumed@3"
     jax.tree.map(np.testing.assert_array_equal, straight.state.params, resumed.state.params)
-    np.testing.assert_array_equal(_losses(tmp_path / "straight")[3:],
-                                  _losses(tmp_path / "resumed")[3:])
+    np.testing.assert_array_equal(
+        _losses(tmp_path / "straight")[3:], _losses(tmp_path / "resumed")[3:]
+    )
 
 
 def test_same_losses_on_one_device_and_on_8x1_and_2x4_meshes(smoke, tmp_path):
     config, data = smoke
     assert len(jax.devices()) == 8
     losses = {}
-    for name, mesh in {"1x1": MeshConfig(data=1, model=1), "8x1": MeshConfig(data=-1, model=1),
-                       "2x4": MeshConfig(data=2, model=4)}.items():
+    for name, mesh in {
+        "1x1": MeshConfig(data=1, model=1),
+        "8x1": MeshConfig(data=-1, model=1),
+        "2x4": MeshConfig(data=2, model=4),
+    }.items():
         trained = train(_with(config, steps=3, mesh=mesh), data, tmp_path / name, progress=False)
         losses[name] = _losses(tmp_path / name)
         table = trained.state.params["token_embedding"]["embedding"]

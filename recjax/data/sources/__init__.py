@@ -37,25 +37,47 @@ class DataConfig:
     columns: ColumnMapping | None = None  # Required by the "csv" and "parquet" formats.
 
 
-FORMATS = ("online_retail", "movielens_100k", "movielens_1m", "movielens_latest",
-           "seqrec", "csv", "parquet", "tfds_movielens")
+FORMATS = (
+    "online_retail",
+    "movielens_100k",
+    "movielens_1m",
+    "movielens_latest",
+    "seqrec",
+    "csv",
+    "parquet",
+    "tfds_movielens",
+)
 
 
 def load_events(config: DataConfig) -> LoadResult:
     """Reads the events `config` describes; raises `DataFormatError`/`FileNotFoundError`."""
     strict = {"on_error": config.on_error}
     readers = {
-        "online_retail": lambda: _reader("online_retail", "read_online_retail")(config.path, **strict),
-        "movielens_100k": lambda: _reader("movielens", "read_movielens_100k")(_need_path(config), **strict),
-        "movielens_1m": lambda: _reader("movielens", "read_movielens_1m")(_need_path(config), **strict),
-        "movielens_latest": lambda: _reader("movielens", "read_movielens_latest")(_need_path(config), **strict),
+        "online_retail": lambda: _reader("online_retail", "read_online_retail")(
+            config.path, **strict
+        ),
+        "movielens_100k": lambda: _reader("movielens", "read_movielens_100k")(
+            _need_path(config), **strict
+        ),
+        "movielens_1m": lambda: _reader("movielens", "read_movielens_1m")(
+            _need_path(config), **strict
+        ),
+        "movielens_latest": lambda: _reader("movielens", "read_movielens_latest")(
+            _need_path(config), **strict
+        ),
         "seqrec": lambda: _reader("seqrec", "read_seqrec")(_need_path(config), **strict),
-        "csv": lambda: _reader("tabular", "read_csv")(_need_path(config), _need_columns(config), **strict),
-        "parquet": lambda: _reader("tabular", "read_parquet")(_need_path(config), _need_columns(config), **strict),
+        "csv": lambda: _reader("tabular", "read_csv")(
+            _need_path(config), _need_columns(config), **strict
+        ),
+        "parquet": lambda: _reader("tabular", "read_parquet")(
+            _need_path(config), _need_columns(config), **strict
+        ),
         "tfds_movielens": lambda: _reader("tfds", "load_movielens")(config.path or "100k-ratings"),
     }
     if config.format not in readers:
-        raise ValueError(f"Unknown data format {config.format!r}; expected one of {', '.join(FORMATS)}.")
+        raise ValueError(
+            f"Unknown data format {config.format!r}; expected one of {', '.join(FORMATS)}."
+        )
     return readers[config.format]()
 
 
@@ -72,5 +94,7 @@ def _need_path(config: DataConfig) -> str:
 
 def _need_columns(config: DataConfig) -> ColumnMapping:
     if config.columns is None:
-        raise ValueError(f"Data format {config.format!r} needs a column mapping (DataConfig.columns).")
+        raise ValueError(
+            f"Data format {config.format!r} needs a column mapping (DataConfig.columns)."
+        )
     return config.columns

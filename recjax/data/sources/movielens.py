@@ -26,8 +26,9 @@ from recjax.data.sources.text import (
     split_lines,
 )
 
-_LATEST_COLUMNS = ColumnMapping(user="userId", item="movieId", timestamp="timestamp",
-                                value="rating")
+_LATEST_COLUMNS = ColumnMapping(
+    user="userId", item="movieId", timestamp="timestamp", value="rating"
+)
 
 
 def read_movielens_100k(path: str | Path, *, on_error: OnError = "raise") -> LoadResult:
@@ -77,14 +78,20 @@ def _find(path: str | Path, names: Sequence[str]) -> str:
 def _read_ratings(path: str, separator: str, description: str, on_error: OnError) -> LoadResult:
     errors = RowErrors(path, on_error)
     lines = split_lines(read_text(path, errors))
-    fields, numbers = split_fields(lines, separator, ("user", "item", "rating", "timestamp"),
-                                   description, errors)
+    fields, numbers = split_fields(
+        lines, separator, ("user", "item", "rating", "timestamp"), description, errors
+    )
     user = parse_ints(fields["user"], numbers, "user", errors)  # Checked in file order.
     item = parse_ints(fields["item"], numbers, "item", errors)
     rating = parse_floats(fields["rating"], numbers, "rating", errors)
     timestamp = parse_ints(fields["timestamp"], numbers, "timestamp", errors)
-    events = EventLog(user=user, item=item, timestamp=timestamp, value=rating.astype(np.float32),
-                      event_type=np.full(len(numbers), EventType.RATING, dtype=np.int8))
+    events = EventLog(
+        user=user,
+        item=item,
+        timestamp=timestamp,
+        value=rating.astype(np.float32),
+        event_type=np.full(len(numbers), EventType.RATING, dtype=np.int8),
+    )
     report = LoadReport(source=path, rows_read=len(lines))
     bad_lines = errors.resolve(report)
     return finish(events, ~np.isin(numbers, bad_lines), report)

@@ -34,9 +34,14 @@ NON_PRODUCT_CODES = frozenset(
 _GIFT_VOUCHER_PREFIX = "gift_"
 
 _SCHEMA = {
-    "InvoiceNo": pa.string(), "StockCode": pa.string(), "Description": pa.string(),
-    "Quantity": pa.int64(), "InvoiceDate": None, "UnitPrice": pa.float64(),
-    "CustomerID": pa.float64(), "Country": pa.string(),
+    "InvoiceNo": pa.string(),
+    "StockCode": pa.string(),
+    "Description": pa.string(),
+    "Quantity": pa.int64(),
+    "InvoiceDate": None,
+    "UnitPrice": pa.float64(),
+    "CustomerID": pa.float64(),
+    "Country": pa.string(),
 }
 _REQUIRED_NON_NULL = ("InvoiceNo", "StockCode", "Quantity", "InvoiceDate")
 
@@ -66,16 +71,22 @@ def read_online_retail(path: str | None = None, *, on_error: OnError = "raise") 
     has_customer = pc.is_valid(table["CustomerID"]).to_numpy(zero_copy_only=False)
     report.remove("no CustomerID (anonymous checkout)", int((~has_customer).sum()))
     is_product = ~is_non_product_code(table["StockCode"])
-    report.remove("non-product StockCode (postage, fees, discounts, vouchers)",
-                  int((has_customer & ~is_product).sum()))
+    report.remove(
+        "non-product StockCode (postage, fees, discounts, vouchers)",
+        int((has_customer & ~is_product).sum()),
+    )
     table = table.filter(pa.array(has_customer & is_product))
 
     quantity = table["Quantity"].to_numpy()
-    cancelled = pc.starts_with(table["InvoiceNo"], "C").to_numpy(zero_copy_only=False) | (quantity < 0)
+    cancelled = pc.starts_with(table["InvoiceNo"], "C").to_numpy(zero_copy_only=False) | (
+        quantity < 0
+    )
     events = _merge_invoice_lines(table, cancelled, report)
     report.events = len(events)
-    report.note("cancellation events (kept, EventType.CANCELLATION)",
-                int((events.event_type == EventType.CANCELLATION).sum()))
+    report.note(
+        "cancellation events (kept, EventType.CANCELLATION)",
+        int((events.event_type == EventType.CANCELLATION).sum()),
+    )
     report.check_balanced()
     return LoadResult(events, report)
 
@@ -83,8 +94,9 @@ def read_online_retail(path: str | None = None, *, on_error: OnError = "raise") 
 def _check_schema(table: pa.Table, path: str) -> None:
     for column, expected in _SCHEMA.items():
         if column not in table.column_names:
-            raise DataFormatError(path, None, column, "a column of that name",
-                                  f"columns {table.column_names}")
+            raise DataFormatError(
+                path, None, column, "a column of that name", f"columns {table.column_names}"
+            )
         found = table.schema.field(column).type
         if expected is None and not pa.types.is_timestamp(found):
             raise DataFormatError(path, None, column, "a timestamp column", str(found))
@@ -92,8 +104,7 @@ def _check_schema(table: pa.Table, path: str) -> None:
             raise DataFormatError(path, None, column, f"type {expected}", str(found))
 
 
-def _drop_null_rows(table: pa.Table, path: str, on_error: OnError,
-                    report: LoadReport) -> pa.Table:
+def _drop_null_rows(table: pa.Table, path: str, on_error: OnError, report: LoadReport) -> pa.Table:
     keep = np.ones(table.num_rows, dtype=bool)
     for column in _REQUIRED_NON_NULL:
         null = pc.is_null(table[column]).to_numpy(zero_copy_only=False)
@@ -109,11 +120,14 @@ def _drop_null_rows(table: pa.Table, path: str, on_error: OnError,
 def _merge_invoice_lines(table: pa.Table, cancelled: np.ndarray, report: LoadReport) -> EventLog:
     """One event per (invoice, item, purchase/cancel); quantities summed over repeated lines."""
     keyed = table.append_column("row", pa.array(np.arange(table.num_rows)))
-    grouped = keyed.group_by(["InvoiceNo", "StockCode"], use_threads=False).aggregate(
+    keyed = keyed.append_column("cancelled", pa.array(cancelled))
+    grouped = keyed.group_by(["InvoiceNo", "StockCode", "cancelled"], use_threads=False).aggregate(
         [("row", "min"), ("Quantity", "sum"), ("row", "count")]
     )
-    report.remove("merged: repeated line of the same item on the same invoice",
-                  table.num_rows - grouped.num_rows)
+    report.remove(
+        "merged: repeated line of the same item on the same invoice",
+        table.num_rows - grouped.num_rows,
+    )
     order = np.argsort(grouped["row_min"].to_numpy())  # back to source order
     first = grouped["row_min"].to_numpy()[order]
     quantity = np.abs(grouped["Quantity_sum"].to_numpy()[order]).astype(np.float32)
@@ -128,7 +142,9 @@ def _merge_invoice_lines(table: pa.Table, cancelled: np.ndarray, report: LoadRep
         value=quantity,
         features={
             "country": np.asarray(rows["Country"].to_numpy(zero_copy_only=False), dtype=str),
-            "description": np.asarray(rows["Description"].to_numpy(zero_copy_only=False), dtype=str),
+            "description": np.asarray(
+                rows["Description"].to_numpy(zero_copy_only=False), dtype=str
+            ),
             "unit_price": rows["UnitPrice"].to_numpy().astype(np.float32),
             "invoice": np.asarray(rows["InvoiceNo"].to_numpy(zero_copy_only=False), dtype=str),
         },

@@ -32,8 +32,9 @@ def read_seqrec(path: str | Path, *, on_error: OnError = "raise") -> LoadResult:
     numbers = np.arange(1, len(lines) + 1)
     tokens = pc.split_pattern(lines, " ")
     counts = pc.list_value_length(tokens).to_numpy()
-    errors.flag(counts < 2, numbers, "line",
-                "a user id and at least one item id, space-separated", lines)
+    errors.flag(
+        counts < 2, numbers, "line", "a user id and at least one item id, space-separated", lines
+    )
     # Token k of the flattened lists sits on line parent[k] + 1, at position[k] in that line.
     parent = pc.list_parent_indices(tokens).to_numpy()
     position = np.arange(len(parent)) - (np.cumsum(counts) - counts)[parent]
@@ -47,7 +48,9 @@ def read_seqrec(path: str | Path, *, on_error: OnError = "raise") -> LoadResult:
     report.note("lines (users)", len(lines))
     bad_lines = errors.resolve(report, rows_per_line=entries)
     events = EventLog(
-        user=np.repeat(user, counts - 1), item=item, timestamp=position[is_item] - 1,
+        user=np.repeat(user, counts - 1),
+        item=item,
+        timestamp=position[is_item] - 1,
         event_type=np.full(len(item), EventType.INTERACTION, dtype=np.int8),
         value=np.ones(len(item), dtype=np.float32),
     )

@@ -36,8 +36,9 @@ from recjax.data.sources.text import (
 _EVENT_TYPES = ", ".join(f"{t.name} ({t.value})" for t in EventType)
 
 
-def read_csv(path: str | Path, columns: ColumnMapping, *,
-             on_error: OnError = "raise") -> LoadResult:
+def read_csv(
+    path: str | Path, columns: ColumnMapping, *, on_error: OnError = "raise"
+) -> LoadResult:
     """Reads a UTF-8, comma-separated file with a header row into events.
 
     Values may be quoted ("a, b"), but not span lines: each file line is one row, and
@@ -66,8 +67,10 @@ def read_csv(path: str | Path, columns: ColumnMapping, *,
         read_options=pacsv.ReadOptions(use_threads=False),  # Keeps InvalidRow.number.
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
-            include_columns=wanted, column_types=dict.fromkeys(wanted, pa.large_string()),
-            strings_can_be_null=False),
+            include_columns=wanted,
+            column_types=dict.fromkeys(wanted, pa.large_string()),
+            strings_can_be_null=False,
+        ),
     )
     # pyarrow skips empty lines and numbers the others 1, 2, ... (the header is 1).
     numbers = np.arange(1, len(lines) + 1)
@@ -76,15 +79,21 @@ def read_csv(path: str | Path, columns: ColumnMapping, *,
     expected = f"{len(header)} comma-separated fields"
     errors.flag(empty, numbers, "line", expected, lines)
     invalid_lines = nonempty_lines[np.array([row.number for row in invalid], dtype=np.int64) - 1]
-    errors.flag(np.ones(len(invalid), bool), invalid_lines, "line", expected,
-                pa.array([row.text for row in invalid], pa.large_string()))
+    errors.flag(
+        np.ones(len(invalid), bool),
+        invalid_lines,
+        "line",
+        expected,
+        pa.array([row.text for row in invalid], pa.large_string()),
+    )
     row_lines = np.setdiff1d(nonempty_lines[1:], invalid_lines)
     report = LoadReport(source=path, rows_read=len(lines) - 1)
     return _to_events(table, columns, row_lines, errors, report)
 
 
-def read_parquet(path: str | Path, columns: ColumnMapping, *,
-                 on_error: OnError = "raise") -> LoadResult:
+def read_parquet(
+    path: str | Path, columns: ColumnMapping, *, on_error: OnError = "raise"
+) -> LoadResult:
     """Reads a Parquet table into events; errors name the 1-based row as the "line".
 
     Args:
@@ -108,21 +117,34 @@ def _csv_header(path: str, lines: pa.Array) -> list[str]:
 
 
 def _wanted(columns: ColumnMapping) -> list[str]:
-    names = (columns.user, columns.item, columns.timestamp, columns.value, columns.event_type,
-             *columns.features)
+    names = (
+        columns.user,
+        columns.item,
+        columns.timestamp,
+        columns.value,
+        columns.event_type,
+        *columns.features,
+    )
     return list(dict.fromkeys(name for name in names if name is not None))
 
 
 def _require(path: str, line: int | None, wanted: list[str], found: list[str]) -> None:
     for name in wanted:
         if name not in found:
-            raise DataFormatError(path, line, name, f"a column named {name!r}",
-                                  "columns " + ", ".join(found))
+            raise DataFormatError(
+                path, line, name, f"a column named {name!r}", "columns " + ", ".join(found)
+            )
 
 
-def _to_events(table: pa.Table, columns: ColumnMapping, lines: np.ndarray, errors: RowErrors,
-               report: LoadReport) -> LoadResult:
+def _to_events(
+    table: pa.Table,
+    columns: ColumnMapping,
+    lines: np.ndarray,
+    errors: RowErrors,
+    report: LoadReport,
+) -> LoadResult:
     """Checks and converts the mapped columns; `lines` numbers the table's rows."""
+
     def column(name: str) -> pa.Array:
         return table.column(name).combine_chunks()
 
@@ -130,12 +152,21 @@ def _to_events(table: pa.Table, columns: ColumnMapping, lines: np.ndarray, error
     user = _ids(column(columns.user), lines, columns.user, errors)
     item = _ids(column(columns.item), lines, columns.item, errors)
     timestamp = _timestamps(column(columns.timestamp), lines, columns.timestamp, errors)
-    value = (np.ones(n) if columns.value is None
-             else _numbers(column(columns.value), lines, columns.value, errors))
-    event_type = (np.full(n, EventType.INTERACTION) if columns.event_type is None
-                  else _event_types(column(columns.event_type), lines, columns.event_type, errors))
+    value = (
+        np.ones(n)
+        if columns.value is None
+        else _numbers(column(columns.value), lines, columns.value, errors)
+    )
+    event_type = (
+        np.full(n, EventType.INTERACTION)
+        if columns.event_type is None
+        else _event_types(column(columns.event_type), lines, columns.event_type, errors)
+    )
     events = EventLog(
-        user=user, item=item, timestamp=timestamp, event_type=event_type.astype(np.int8),
+        user=user,
+        item=item,
+        timestamp=timestamp,
+        event_type=event_type.astype(np.int8),
         value=value.astype(np.float32),
         features={name: _feature(column(name)) for name in columns.features},
     )
@@ -143,11 +174,16 @@ def _to_events(table: pa.Table, columns: ColumnMapping, lines: np.ndarray, error
     return finish(events, ~np.isin(lines, bad_lines), report)
 
 
-def _integral(values: pa.Array, lines: np.ndarray, field: str, expected: str,
-              errors: RowErrors) -> np.ndarray:
+def _integral(
+    values: pa.Array, lines: np.ndarray, field: str, expected: str, errors: RowErrors
+) -> np.ndarray:
     """An integer or float column -> int64; flags nulls, NaN and fractions."""
-    ok = pc.fill_null(pc.equal(pc.floor(values), values) if pa.types.is_floating(values.type)
-                      else pc.is_valid(values), False).to_numpy(zero_copy_only=False)
+    ok = pc.fill_null(
+        pc.equal(pc.floor(values), values)
+        if pa.types.is_floating(values.type)
+        else pc.is_valid(values),
+        False,
+    ).to_numpy(zero_copy_only=False)
     errors.flag(~ok, lines, field, expected, values.cast(pa.large_string()))
     return pc.cast(pc.if_else(ok, values, 0), pa.int64(), safe=False).to_numpy()
 
@@ -183,8 +219,7 @@ def _numbers(values: pa.Array, lines: np.ndarray, field: str, errors: RowErrors)
     return parse_floats(values.cast(pa.large_string()), lines, field, errors)
 
 
-def _event_types(values: pa.Array, lines: np.ndarray, field: str,
-                 errors: RowErrors) -> np.ndarray:
+def _event_types(values: pa.Array, lines: np.ndarray, field: str, errors: RowErrors) -> np.ndarray:
     """`EventType` names (any case) or integer values -> their values; flags the rest."""
     strings = values.cast(pa.large_string())
     codes = np.array([t.value for t in EventType])

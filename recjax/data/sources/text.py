@@ -41,8 +41,9 @@ class RowErrors:
         self._found: list[pa.Array] = []  # Per check: the text found on those lines.
         self._what: list[tuple[str, str]] = []  # Per check: (field, expected).
 
-    def flag(self, bad: np.ndarray, lines: np.ndarray, field: str, expected: str,
-             found: pa.Array) -> None:
+    def flag(
+        self, bad: np.ndarray, lines: np.ndarray, field: str, expected: str, found: pa.Array
+    ) -> None:
         """Records the rows where `bad` is true; `lines` and `found` align with `bad`."""
         bad = np.asarray(bad, dtype=bool)
         if bad.any():
@@ -125,8 +126,9 @@ def split_lines(text: str) -> pa.Array:
     return pc.utf8_rtrim(lines, characters="\r")
 
 
-def split_fields(lines: pa.Array, separator: str, names: Sequence[str], description: str,
-                 errors: RowErrors) -> tuple[dict[str, pa.Array], np.ndarray]:
+def split_fields(
+    lines: pa.Array, separator: str, names: Sequence[str], description: str, errors: RowErrors
+) -> tuple[dict[str, pa.Array], np.ndarray]:
     """Splits headerless lines into `len(names)` fields; flags lines with another count.
 
     Args:
@@ -199,8 +201,9 @@ def parse_ids(strings: pa.Array, lines: np.ndarray, field: str, errors: RowError
     return np.asarray(pc.fill_null(strings, "").to_numpy(zero_copy_only=False), dtype=str)
 
 
-def parse_timestamps(strings: pa.Array, lines: np.ndarray, field: str,
-                     errors: RowErrors) -> np.ndarray:
+def parse_timestamps(
+    strings: pa.Array, lines: np.ndarray, field: str, errors: RowErrors
+) -> np.ndarray:
     """Integer seconds or ISO 8601 date-times -> int64 seconds since the epoch.
 
     A date-time without a UTC offset is taken as UTC; sub-second parts are floored.
@@ -214,8 +217,9 @@ def parse_timestamps(strings: pa.Array, lines: np.ndarray, field: str,
         micros = np.where(zoned, _int64(zoned_us), _int64(naive_us))
         is_iso = naive_ok | zoned_ok
         seconds = np.where(is_iso, micros // 1_000_000, seconds)
-    errors.flag(~(is_int | is_iso), lines, field, "integer seconds or an ISO 8601 date-time",
-                strings)
+    errors.flag(
+        ~(is_int | is_iso), lines, field, "integer seconds or an ISO 8601 date-time", strings
+    )
     return seconds
 
 
@@ -244,8 +248,9 @@ def _cast_each(strings: pa.Array, to: pa.DataType) -> pa.Array:
         if len(strings) == 1:
             return pa.nulls(1, to)
         half = len(strings) // 2
-        return pa.concat_arrays([_cast_each(strings.slice(0, half), to),
-                                 _cast_each(strings.slice(half), to)])
+        return pa.concat_arrays(
+            [_cast_each(strings.slice(0, half), to), _cast_each(strings.slice(half), to)]
+        )
 
 
 def finish(events: EventLog, keep: np.ndarray, report: LoadReport) -> LoadResult:

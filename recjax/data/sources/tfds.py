@@ -27,8 +27,9 @@ def load_movielens(name: str = "100k-ratings") -> LoadResult:
     try:
         import tensorflow_datasets as tfds
     except ImportError as error:
-        raise ImportError("Loading MovieLens through TFDS needs tensorflow-datasets: "
-                          "pip install 'recjax[tfds]'") from error
+        raise ImportError(
+            "Loading MovieLens through TFDS needs tensorflow-datasets: pip install 'recjax[tfds]'"
+        ) from error
     source = f"tfds:movielens/{name}"
     data = tfds.as_numpy(tfds.load(f"movielens/{name}", split="train", batch_size=-1))
     errors = RowErrors(source, "raise")
