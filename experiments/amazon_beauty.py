@@ -9,10 +9,9 @@ as in the S3-Rec / SASRec papers.
 Results: experiments/results/amazon_beauty.json and the README table.
 """
 
-import dataclasses
 from pathlib import Path
 
-from recjax.config import EvalConfig, ExperimentConfig, OptimizerConfig, TrainConfig
+from recjax.config import EvalConfig, ExperimentConfig, TrainConfig, smoke_variant
 from recjax.data.examples import ExampleConfig
 from recjax.data.pipeline import BatchConfig
 from recjax.data.sources import DataConfig
@@ -36,16 +35,5 @@ def get_config(variant: str = "default") -> ExperimentConfig:
     if variant == "default":
         return config
     if variant == "smoke":
-        return dataclasses.replace(
-            config,
-            name="amazon_beauty_smoke",
-            train=TrainConfig(
-                num_epochs=1.0,
-                max_steps=20,
-                log_every_steps=10,
-                batch=BatchConfig(batch_size=256),
-                optimizer=OptimizerConfig(warmup_steps=5),
-            ),
-            eval=EvalConfig(exclude_seen=True, max_users=200, show_examples=1),
-        )
+        return smoke_variant(config)
     raise ValueError(f"Unknown variant {variant!r} of amazon_beauty (default, smoke).")

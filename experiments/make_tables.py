@@ -97,8 +97,12 @@ def update_readme() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=[*NAMES, []], default=list(NAMES))
-    for name in parser.parse_args().names:
+    parser.add_argument("names", nargs="*", help=f"any of {', '.join(NAMES)} (default: all)")
+    names = parser.parse_args().names or list(NAMES)
+    unknown = sorted(set(names) - set(NAMES))
+    if unknown:
+        parser.error(f"unknown experiment(s) {', '.join(unknown)}; choose from {', '.join(NAMES)}")
+    for name in names:
         print(f"== {name}", flush=True)
         run(name)
     update_readme()

@@ -69,6 +69,23 @@ class ExperimentConfig:
     checkpoint: CheckpointConfig = CheckpointConfig()
 
 
+def smoke_variant(config: ExperimentConfig) -> ExperimentConfig:
+    """A seconds-long run of `config` on its real data: 30 small steps, 300 users evaluated."""
+    return dataclasses.replace(
+        config,
+        name=f"{config.name}_smoke",
+        train=dataclasses.replace(
+            config.train,
+            num_epochs=1.0,
+            max_steps=30,
+            log_every_steps=10,
+            batch=dataclasses.replace(config.train.batch, batch_size=256),
+            optimizer=dataclasses.replace(config.train.optimizer, warmup_steps=5),
+        ),
+        eval=dataclasses.replace(config.eval, max_users=300, show_examples=1),
+    )
+
+
 def load_experiment(spec: str) -> ExperimentConfig:
     """Loads `path/to/experiment.py[:variant]` by calling its `get_config(variant)`."""
     path_text, _, variant = spec.partition(":")
