@@ -24,7 +24,7 @@ class ScannConfig:
     brute_force_below: int = 1_000  # Catalogues with fewer items are searched exactly.
     num_leaves: int | None = None  # Tree partitions; None = round(sqrt(N)). Capped at N.
     leaves_to_search: int | None = None  # Partitions searched; None = 10%, see min_points_searched.
-    min_points_searched: int = 1_000  # Adaptive leaves_to_search covers at least this many items.
+    min_points_searched: int = 3_000  # Adaptive leaves_to_search covers at least this many items.
     dimensions_per_block: int = 2  # AH: dimensions quantised together per codebook.
     anisotropic_quantization_threshold: float = 0.2  # AH: ScaNN's anisotropic loss threshold.
     reorder: int | None = 100  # AH candidates re-scored exactly (raised to k); None = none.

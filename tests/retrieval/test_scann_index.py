@@ -56,11 +56,18 @@ def test_tree_recall_against_exact_on_a_clustered_catalogue(clustered_catalogue)
 
     described = index.describe()
     assert described["algorithm"] == "tree_ah"
-    assert (described["num_leaves"], described["leaves_to_search"]) == (141, 15)
+    # sqrt(20,000) leaves; enough of them to cover min_points_searched=3,000 items (> 10%).
+    assert (described["num_leaves"], described["leaves_to_search"]) == (141, 22)
     exact = _exact_indices(queries, items, 10)
     assert recall_vs_exact(index.search(queries, 10)[0], exact) >= 0.9
     # The check can fail: searching a single leaf loses many true neighbours.
     assert recall_vs_exact(narrow.search(queries, 10)[0], exact) < 0.8
+
+
+def test_adaptive_leaves_to_search_is_ten_percent_on_large_catalogues():
+    config = ScannConfig(min_points_searched=100)
+    items = np.random.default_rng(3).normal(size=(10_000, 8)).astype(np.float32)
+    assert build_scann_index(items, config).describe()["leaves_to_search"] == 10  # 10% of 100
 
 
 @pytest.mark.parametrize(
