@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--user", required=True, help="raw user id, as in the data")
     recommend.add_argument("--k", type=int, default=10)
     recommend.set_defaults(run=_recommend)
+
+    export = commands.add_parser("export", help="write a self-contained serving bundle of a run")
+    export.add_argument("--workdir", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="new bundle directory")
+    export.set_defaults(run=_export)
     return parser
 
 
@@ -102,6 +107,13 @@ def _recommend(args: argparse.Namespace) -> int:
         start=1,
     ):
         print(f"{rank:>3}  {item.score:7.4f}  {item.item:<12}  {item.text}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from recjax.export.exporter import export_run
+
+    export_run(args.workdir, args.out)
     return 0
 
 

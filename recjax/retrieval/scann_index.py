@@ -7,9 +7,12 @@ queries per second. Shape letters: Q queries, N items, D embedding dim, K result
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -167,3 +170,42 @@ def measure_qps(
         jax.block_until_ready(search(queries))
         best = min(best, time.perf_counter() - start)
     return len(queries) / best
+
+
+_INDEX_FILE = "recjax_index.json"
+
+
+def save_scann_index(index: ScannIndex, directory: str | Path) -> None:
+    """Writes the index into `directory` with ScaNN's own serialization (no pickle).
+
+    ScaNN records absolute asset paths; they are rewritten relative to `directory` so
+    the files can move (ScaNN resolves relative asset paths against the directory).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    index.searcher.serialize(str(directory))
+    assets = directory / "scann_assets.pbtxt"
+    if assets.is_file():
+        assets.write_text(
+            re.sub(r'asset_path: "[^"]*/([^"/]+)"', r'asset_path: "\1"', assets.read_text())
+        )
+    chosen = {
+        "num_items": index.num_items,
+        "num_leaves": index.num_leaves,
+        "leaves_to_search": index.leaves_to_search,
+        "config": dataclasses.asdict(index.config),
+    }
+    (directory / _INDEX_FILE).write_text(json.dumps(chosen, indent=2))
+
+
+def load_scann_index(directory: str | Path) -> ScannIndex:
+    """Reads an index written by `save_scann_index`."""
+    directory = Path(directory)
+    chosen = json.loads((directory / _INDEX_FILE).read_text())
+    return ScannIndex(
+        searcher=scann.scann_ops_pybind.load_searcher(str(directory)),
+        num_items=chosen["num_items"],
+        num_leaves=chosen["num_leaves"],
+        leaves_to_search=chosen["leaves_to_search"],
+        config=ScannConfig(**chosen["config"]),
+    )

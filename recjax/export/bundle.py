@@ -1,0 +1,166 @@
+"""The bundle format: files, a manifest of their sha256, and strict loading.
+
+Layout of a bundle directory (all arrays are `.npy`/`.npz` read with allow_pickle=False):
+
+    manifest.json            format, model version, library versions, sha256 of every file
+    config.json              the experiment config that trained the model
+    user_tower.jaxexport     `jax.export` (StableHLO) of f(params, user, history, context)
+                             with a symbolic batch dimension
+    user_tower_params.npz    its parameters, keys are '/'-joined pytree paths
+    item_embeddings.npy      [N, d] float32 vectors of the N catalogue items
+    vocab.npz                users / items / contexts raw ids (sorted) and OOV bucket counts
+    item_text.npy            [N] display text of each item
+    popularity.npy           [N] training counts (cold start)
+    user_state.npz           per known user: last `history` items and last context index
+    scann/                   ScaNN's own serialization (`recjax.retrieval.scann_index`)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+FORMAT = "recjax-bundle/1"
+MANIFEST = "manifest.json"
+_LIBRARIES = ("recjax", "jax", "jaxlib", "numpy", "scann")
+
+
+class BundleError(ValueError):
+    """A bundle that is missing, tampered with, truncated or of an unknown format."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BundleContents:
+    """The in-memory form of a bundle (what `write_bundle` writes and `read_bundle` reads)."""
+
+    model_version: str  # e.g. "online_retail@1476-3f2a9c1d": run name, step, params hash.
+    config_json: str  # The experiment config, as JSON text.
+    user_tower: bytes  # Serialized jax.export of f(params, user, history, context).
+    user_tower_params: dict[str, np.ndarray]  # Flat '/'-joined parameter paths → arrays.
+    item_embeddings: np.ndarray  # [N, d] float32.
+    vocab: dict[str, np.ndarray]  # users, items, contexts id arrays + *_oov bucket counts.
+    item_text: np.ndarray  # [N] unicode.
+    popularity: np.ndarray  # [N] float32.
+    user_state: dict[str, np.ndarray]  # history [U, H] int32, context [U] int32.
+    scann_dir: Path | None = None  # A directory written by `save_scann_index`.
+
+
+def flatten_params(params: Any) -> dict[str, np.ndarray]:
+    """{'user_tower/Dense_0/kernel': array, ...}: '/'-joined dict paths → host arrays."""
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    return {"/".join(key.key for key in path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def unflatten_params(flat: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Inverse of `flatten_params`."""
+    nested: dict[str, Any] = {}
+    for name, value in flat.items():
+        *parents, leaf = name.split("/")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested
+
+
+def write_bundle(contents: BundleContents, out: str | Path) -> Path:
+    """Writes `contents` into the new directory `out` and seals it with a manifest."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise BundleError(f"{out} exists and is not empty: choose a new --out directory.")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(contents.config_json)
+    (out / "user_tower.jaxexport").write_bytes(contents.user_tower)
+    np.savez(out / "user_tower_params.npz", **contents.user_tower_params)
+    np.save(out / "item_embeddings.npy", contents.item_embeddings.astype(np.float32))
+    np.savez(out / "vocab.npz", **contents.vocab)
+    np.save(out / "item_text.npy", contents.item_text.astype(str))
+    np.save(out / "popularity.npy", contents.popularity.astype(np.float32))
+    np.savez(out / "user_state.npz", **contents.user_state)
+    if contents.scann_dir is not None:
+        shutil.copytree(contents.scann_dir, out / "scann")
+    files = {
+        path.relative_to(out).as_posix(): _sha256(path)
+        for path in sorted(out.rglob("*"))
+        if path.is_file()
+    }
+    manifest = {
+        "format": FORMAT,
+        "model_version": contents.model_version,
+        "versions": {name: _version(name) for name in _LIBRARIES},
+        "files": files,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def read_bundle(path: str | Path) -> BundleContents:
+    """Verifies every checksum, then loads the bundle; BundleError says what is wrong."""
+    path = Path(path)
+    manifest = verify_bundle(path)
+    load = lambda name: np.load(path / name, allow_pickle=False)  # noqa: E731
+    with (
+        load("user_tower_params.npz") as params,
+        load("vocab.npz") as vocab,
+        load("user_state.npz") as user_state,
+    ):
+        return BundleContents(
+            model_version=manifest["model_version"],
+            config_json=(path / "config.json").read_text(),
+            user_tower=(path / "user_tower.jaxexport").read_bytes(),
+            user_tower_params=dict(params),
+            item_embeddings=load("item_embeddings.npy"),
+            vocab=dict(vocab),
+            item_text=load("item_text.npy"),
+            popularity=load("popularity.npy"),
+            user_state=dict(user_state),
+            scann_dir=path / "scann" if (path / "scann").is_dir() else None,
+        )
+
+
+def verify_bundle(path: Path) -> dict[str, Any]:
+    """The manifest, after checking format, file list and every sha256."""
+    if not path.is_dir():
+        raise BundleError(f"{path}: not a bundle directory")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{path}: no {MANIFEST} (not a recjax bundle?)") from None
+    except json.JSONDecodeError as error:
+        raise BundleError(f"{path / MANIFEST}: corrupt ({error})") from None
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
+    present.discard(MANIFEST)
+    listed = set(manifest["files"])
+    if missing := sorted(listed - present):
+        raise BundleError(f"{path}: file {missing[0]} is missing (truncated bundle?)")
+    if extra := sorted(present - listed):
+        raise BundleError(f"{path}: file {extra[0]} is not in the manifest (tampered bundle?)")
+    for name, digest in manifest["files"].items():
+        if _sha256(path / name) != digest:
+            raise BundleError(f"{path / name}: sha256 mismatch (tampered or truncated)")
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,1 @@
+"""Serving: bundles in, recommendations out (HTTP API, request logs, drift reports)."""
