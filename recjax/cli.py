@@ -69,6 +69,43 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--workdir", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True, help="new bundle directory")
     export.set_defaults(run=_export)
+
+    serve = commands.add_parser("serve", help="serve a bundle over HTTP (JSON API)")
+    serve.add_argument("--bundle", type=Path, required=True)
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--request-log",
+        default="requests.jsonl",
+        help="JSON Lines log of every served response (rotated)",
+    )
+    serve.add_argument(
+        "--cache-seconds",
+        type=float,
+        default=2.0,
+        help="identical queries this close reuse the user vector (0: off)",
+    )
+    serve.set_defaults(run=_serve)
+
+    drift = commands.add_parser(
+        "drift", help="hit rate, calibration and score drift of a request log"
+    )
+    drift.add_argument("--log", required=True, help="request log; rotated LOG.N files are read too")
+    drift.add_argument(
+        "--outcomes",
+        required=True,
+        help="what happened later: CSV user,item[,timestamp] or JSON Lines",
+    )
+    drift.add_argument(
+        "--score-stage", help="stage to calibrate and compare (default: last in the funnel)"
+    )
+    drift.add_argument(
+        "--split-ts",
+        type=float,
+        help="unix seconds where the second window starts (default: median)",
+    )
+    drift.add_argument("--out", help="also write the JSON report here")
+    drift.set_defaults(run=_drift)
     return parser
 
 
@@ -114,6 +151,28 @@ def _export(args: argparse.Namespace) -> int:
     from recjax.export.exporter import export_run
 
     export_run(args.workdir, args.out)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from recjax.serving.http import ServerConfig, serve
+    from recjax.serving.recommender import Recommender, ServingConfig
+
+    recommender = Recommender(args.bundle, ServingConfig(cache_seconds=args.cache_seconds))
+    serve(recommender, ServerConfig(host=args.host, port=args.port, request_log=args.request_log))
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from recjax.serving.drift import run_drift
+
+    run_drift(
+        args.log,
+        args.outcomes,
+        score_stage=args.score_stage,
+        split_ts=args.split_ts,
+        output=args.out,
+    )
     return 0
 
 

@@ -7,10 +7,10 @@ Layout of a bundle directory (all arrays are `.npy`/`.npz` read with allow_pickl
     user_tower.jaxexport     `jax.export` (StableHLO) of f(params, user, history, context)
                              with a symbolic batch dimension
     user_tower_params.npz    its parameters, keys are '/'-joined pytree paths
-    item_embeddings.npy      [N, d] float32 vectors of the N catalogue items
-    vocab.npz                users / items / contexts raw ids (sorted) and OOV bucket counts
-    item_text.npy            [N] display text of each item
-    popularity.npy           [N] training counts (cold start)
+    catalogue.npz            the N servable items: ids, text, popularity (cold start)
+    item_embeddings.npy      [N, d] float32 vectors of the catalogue items, same order
+    vocab.npz                users / items / contexts raw ids (sorted) and OOV bucket counts:
+                             how the user tower indexes ids (the catalogue may differ)
     user_state.npz           per known user: last `history` items and last context index
     scann/                   ScaNN's own serialization (`recjax.retrieval.scann_index`)
 """
@@ -45,10 +45,11 @@ class BundleContents:
     config_json: str  # The experiment config, as JSON text.
     user_tower: bytes  # Serialized jax.export of f(params, user, history, context).
     user_tower_params: dict[str, np.ndarray]  # Flat '/'-joined parameter paths → arrays.
-    item_embeddings: np.ndarray  # [N, d] float32.
+    catalogue_ids: np.ndarray  # [N] raw ids of the servable items.
+    item_text: np.ndarray  # [N] unicode display text.
+    popularity: np.ndarray  # [N] float32 popularity (cold start).
+    item_embeddings: np.ndarray  # [N, d] float32, rows aligned with catalogue_ids.
     vocab: dict[str, np.ndarray]  # users, items, contexts id arrays + *_oov bucket counts.
-    item_text: np.ndarray  # [N] unicode.
-    popularity: np.ndarray  # [N] float32.
     user_state: dict[str, np.ndarray]  # history [U, H] int32, context [U] int32.
     scann_dir: Path | None = None  # A directory written by `save_scann_index`.
 
@@ -82,8 +83,12 @@ def write_bundle(contents: BundleContents, out: str | Path) -> Path:
     np.savez(out / "user_tower_params.npz", **contents.user_tower_params)
     np.save(out / "item_embeddings.npy", contents.item_embeddings.astype(np.float32))
     np.savez(out / "vocab.npz", **contents.vocab)
-    np.save(out / "item_text.npy", contents.item_text.astype(str))
-    np.save(out / "popularity.npy", contents.popularity.astype(np.float32))
+    np.savez(
+        out / "catalogue.npz",
+        ids=contents.catalogue_ids,
+        text=contents.item_text.astype(str),
+        popularity=contents.popularity.astype(np.float32),
+    )
     np.savez(out / "user_state.npz", **contents.user_state)
     if contents.scann_dir is not None:
         shutil.copytree(contents.scann_dir, out / "scann")
@@ -111,16 +116,18 @@ def read_bundle(path: str | Path) -> BundleContents:
         load("user_tower_params.npz") as params,
         load("vocab.npz") as vocab,
         load("user_state.npz") as user_state,
+        load("catalogue.npz") as catalogue,
     ):
         return BundleContents(
             model_version=manifest["model_version"],
             config_json=(path / "config.json").read_text(),
             user_tower=(path / "user_tower.jaxexport").read_bytes(),
             user_tower_params=dict(params),
+            catalogue_ids=catalogue["ids"],
+            item_text=catalogue["text"],
+            popularity=catalogue["popularity"],
             item_embeddings=load("item_embeddings.npy"),
             vocab=dict(vocab),
-            item_text=load("item_text.npy"),
-            popularity=load("popularity.npy"),
             user_state=dict(user_state),
             scann_dir=path / "scann" if (path / "scann").is_dir() else None,
         )

@@ -65,6 +65,7 @@ def bundle_contents(
         config_json=config_json,
         user_tower=export_user_tower(trained.model, params, data.config.history_length),
         user_tower_params=flat,
+        catalogue_ids=data.items.ids,
         item_embeddings=item_vectors(trained.model, params, data)[known],
         vocab={
             "users": data.users.ids,

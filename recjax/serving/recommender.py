@@ -63,6 +63,7 @@ class Recommender:
         self.contexts = Vocabulary(
             ids=vocab["contexts"], num_oov_buckets=int(vocab["contexts_oov"])
         )
+        self.catalogue_ids = contents.catalogue_ids
         self.item_embeddings = contents.item_embeddings
         self.item_text = contents.item_text
         self._popular = np.argsort(-contents.popularity, kind="stable")
@@ -177,7 +178,7 @@ class Recommender:
 
     def _item(self, row: int, score: float, scores: dict[str, float]) -> dict[str, Any]:
         return {
-            "item": str(self.items.ids[row]),
+            "item": str(self.catalogue_ids[row]),
             "text": str(self.item_text[row]),
             "score": score,
             "scores": scores,
