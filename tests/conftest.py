@@ -27,3 +27,19 @@ def _shared_data_path(relative: str) -> Path:
 def shared_data():
     """Returns a function mapping a path under ../shared/data to a Path, or skips/fails."""
     return _shared_data_path
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """(data, trained model, bundle path) of the Online Retail smoke experiment."""
+    from recjax.config import load_experiment
+    from recjax.export.exporter import export_run
+    from recjax.main_job import load_data, train_and_evaluate
+    from recjax.training.trainer import restore_trained
+
+    workdir = tmp_path_factory.mktemp("smoke_run")
+    config = load_experiment(str(REPO_ROOT / "experiments" / "online_retail.py:smoke"))
+    train_and_evaluate(config, workdir, progress=False, say=lambda _: None)
+    data = load_data(config, say=lambda _: None)
+    trained = restore_trained(config, data, workdir)
+    return data, trained, export_run(workdir, workdir / "bundle", say=lambda _: None)

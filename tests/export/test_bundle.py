@@ -10,29 +10,16 @@ import numpy as np
 import pytest
 from jax import export
 
-from recjax.config import load_experiment
 from recjax.data.splits import Role
 from recjax.embeddings import item_vectors, user_vectors
 from recjax.export.bundle import BundleError, read_bundle, unflatten_params
-from recjax.export.exporter import export_run
-from recjax.main_job import load_data, train_and_evaluate
 from recjax.serving.recommender import Recommender, ServingConfig
 from recjax.serving.requests import RecommendRequest
-from recjax.training.trainer import restore_trained
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A smoke-trained Online Retail run, its data and model, and its bundle."""
-    workdir = tmp_path_factory.mktemp("run")
-    config = load_experiment(str(REPO / "experiments" / "online_retail.py:smoke"))
-    train_and_evaluate(config, workdir, progress=False, say=lambda _: None)
-    data = load_data(config, say=lambda _: None)
-    trained = restore_trained(config, data, workdir)
-    bundle = export_run(workdir, workdir / "bundle", say=lambda _: None)
-    return data, trained, bundle
+def run(smoke_run):
+    return smoke_run
 
 
 @pytest.mark.parametrize("batch", [1, 37])
