@@ -11,12 +11,10 @@ from recjax.serving.drift import (
     PSI_EPSILON,
     drift_report,
     format_drift_report,
-    log_files,
     population_stability_index,
-    read_outcomes,
-    read_request_log,
     run_drift,
 )
+from recjax.serving.request_log import log_files, read_outcomes, read_request_log
 
 
 def _request(ts, user, path, items):
