@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -21,15 +20,16 @@ from pathlib import Path
 
 import jax
 
-from recjax.config import load_experiment
-from recjax.main_job import train_and_evaluate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_tables import README, replace_table  # noqa: E402
+
+from recjax.config import load_experiment  # noqa: E402
+from recjax.main_job import train_and_evaluate  # noqa: E402
 
 EXPERIMENTS = Path(__file__).resolve().parent
 RESULTS = EXPERIMENTS / "results"
-README = EXPERIMENTS.parent / "README.md"
 NAMES = ("online_retail", "movielens_100k", "amazon_beauty")
 COLUMNS = ("recall@10", "recall@50", "ndcg@10", "ndcg@50", "mrr")
-START, END = "<!-- results:retrieval:start -->", "<!-- results:retrieval:end -->"
 
 
 def run(name: str) -> dict:
@@ -87,14 +87,6 @@ def table() -> str:
     return "\n".join(metrics + [""] + retrieval)
 
 
-def update_readme() -> None:
-    text = README.read_text()
-    if START not in text or END not in text:
-        sys.exit(f"{README} lacks the {START} / {END} markers.")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
-    README.write_text(pattern.sub(lambda _: f"{START}\n{table()}\n{END}", text))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"any of {', '.join(NAMES)} (default: all)")
@@ -105,7 +97,7 @@ def main() -> None:
     for name in names:
         print(f"== {name}", flush=True)
         run(name)
-    update_readme()
+    replace_table("retrieval", table())
     print(f"updated {README}")
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from readme_tables import replace_table  # noqa: E402
 from serving_load import run_load  # noqa: E402
 
 from recjax.export.bundle import read_bundle, write_bundle  # noqa: E402
@@ -192,7 +193,31 @@ def main() -> None:
         results["synthetic"]["bundle_build_seconds"] = build_seconds
     results["command"] = "python experiments/serving_benchmark.py"
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    replace_table("serving", table(results))
+    print(f"wrote {RESULTS} and the README serving table")
+
+
+def table(results: dict) -> str:
+    """README rows: per bundle, in-process stage latencies and HTTP latency/throughput."""
+    rows = [
+        "| catalogue | in-process p50 / p99 | user tower p50 | retrieval p50 / p99 | "
+        "HTTP, 1 client: p50 / p99 | HTTP, 16 clients: p50 / p99, throughput | errors, "
+        "lost log lines |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name in ("embedded", "synthetic"):
+        run = results[name]
+        local, one, many = run["in_process"], run["http"]["1_clients"], run["http"]["16_clients"]
+        errors = one["errors"] + many["errors"]
+        lost = sum(r["ok"] - r["logged_lines"] for r in (one, many))
+        rows.append(
+            f"| {run['catalogue_items']:,} items | {local['total_p50_ms']:.1f} / "
+            f"{local['total_p99_ms']:.1f} ms | {local['user_tower_p50_ms']:.1f} ms | "
+            f"{local['retrieval_p50_ms']:.1f} / {local['retrieval_p99_ms']:.1f} ms | "
+            f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} ms | {many['p50_ms']:.0f} / "
+            f"{many['p99_ms']:.0f} ms, {many['requests_per_s']:,.0f} req/s | {errors}, {lost} |"
+        )
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,8 @@ from recjax.config import ExperimentConfig, load_experiment
 from recjax.data.report import DataFormatError
 
 DEFAULT_RUNS = Path("runs")
-_USER_ERRORS = (
-    FileNotFoundError,
-    NotADirectoryError,
-    DataFormatError,
-    KeyError,
-    ValueError,
-    ImportError,
-)
+# Errors a user can cause and fix (bad paths, data, configs, ids): one line, no traceback.
+_USER_ERRORS = (OSError, DataFormatError, KeyError, ValueError, TypeError, ImportError, SyntaxError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,20 +24,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
+    except KeyboardInterrupt:
+        print(
+            f"recjax {args.command}: interrupted (a training run resumes from its last "
+            "checkpoint when the same command is run again)",
+            file=sys.stderr,
+        )
+        return 130
     except _USER_ERRORS as error:
         if args.debug:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"recjax {args.command}: error: {message}", file=sys.stderr)
+        print(f"recjax {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line(error: BaseException) -> str:
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    if isinstance(error, SyntaxError):
+        return f"{error.filename}:{error.lineno}: {error.msg}"
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recjax", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command")
 
-    train = commands.add_parser("train", help="train, evaluate and index (default: embedded data)")
+    train = commands.add_parser(
+        "train", parents=[debug], help="train, evaluate and index (default: embedded data)"
+    )
     train.add_argument(
         "--config",
         help="experiment file[:variant], e.g. "
@@ -54,23 +70,31 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("evaluate", help="re-evaluate a run's latest checkpoint")
+    evaluate = commands.add_parser(
+        "evaluate", parents=[debug], help="re-evaluate a run's latest checkpoint"
+    )
     evaluate.add_argument("--workdir", type=Path, required=True)
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(run=_evaluate)
 
-    recommend = commands.add_parser("recommend", help="top-k items for one user of a run")
+    recommend = commands.add_parser(
+        "recommend", parents=[debug], help="top-k items for one user of a run"
+    )
     recommend.add_argument("--workdir", type=Path, required=True)
     recommend.add_argument("--user", required=True, help="raw user id, as in the data")
     recommend.add_argument("--k", type=int, default=10)
     recommend.set_defaults(run=_recommend)
 
-    export = commands.add_parser("export", help="write a self-contained serving bundle of a run")
+    export = commands.add_parser(
+        "export", parents=[debug], help="write a self-contained serving bundle of a run"
+    )
     export.add_argument("--workdir", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True, help="new bundle directory")
     export.set_defaults(run=_export)
 
-    serve = commands.add_parser("serve", help="serve a bundle over HTTP (JSON API)")
+    serve = commands.add_parser(
+        "serve", parents=[debug], help="serve a bundle over HTTP (JSON API)"
+    )
     serve.add_argument("--bundle", type=Path, required=True)
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost)")
     serve.add_argument("--port", type=int, default=8000)
@@ -88,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     drift = commands.add_parser(
-        "drift", help="hit rate, calibration and score drift of a request log"
+        "drift", parents=[debug], help="hit rate, calibration and score drift of a request log"
     )
     drift.add_argument("--log", required=True, help="request log; rotated LOG.N files are read too")
     drift.add_argument(
@@ -139,10 +163,13 @@ def _recommend(args: argparse.Namespace) -> int:
     config = load_config(args.workdir)
     data = load_data(config, say=lambda _: None)
     trained = restore_trained(config, data, args.workdir)
-    for rank, item in enumerate(
-        recommend(data, trained, args.user, k=args.k, exclude_seen=config.eval.exclude_seen),
-        start=1,
-    ):
+    items = recommend(data, trained, args.user, k=args.k, exclude_seen=config.eval.exclude_seen)
+    seen = "excluded" if config.eval.exclude_seen else "kept"
+    print(
+        f"# top {len(items)} for user {args.user} after all their events "
+        f"(items they had before: {seen}; catalogue: {len(data.items.ids):,} items)"
+    )
+    for rank, item in enumerate(items, start=1):
         print(f"{rank:>3}  {item.score:7.4f}  {item.item:<12}  {item.text}")
     return 0
 

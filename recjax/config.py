@@ -88,10 +88,14 @@ def smoke_variant(config: ExperimentConfig) -> ExperimentConfig:
 
 def load_experiment(spec: str) -> ExperimentConfig:
     """Loads `path/to/experiment.py[:variant]` by calling its `get_config(variant)`."""
-    path_text, _, variant = spec.partition(":")
+    path_text, colon, variant = spec.partition(":")
     path = Path(path_text)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"Experiment file not found: {path}")
+    if path.is_dir() or path.suffix != ".py":
+        raise ValueError(f"{path} is not an experiment file (a .py file with get_config).")
+    if colon and not variant:
+        raise ValueError(f"{spec}: empty variant after ':' (e.g. {path_text}:smoke).")
     module_spec = importlib.util.spec_from_file_location(f"recjax_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -116,6 +120,9 @@ def from_json(text: str) -> ExperimentConfig:
 def _build(cls: type, values: Any) -> Any:
     """Rebuilds a (nested) config dataclass from `dataclasses.asdict` output."""
     hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field {unknown[0]!r}")
     kwargs = {}
     for field in dataclasses.fields(cls):
         if field.name in values:

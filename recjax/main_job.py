@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,20 +55,32 @@ def train_and_evaluate(
 ) -> dict:
     """Runs (or resumes) the whole job in `workdir` and returns what it writes to results.json."""
     workdir = Path(workdir)
+    data = load_data(config, say)  # bad data fails here, before the workdir is touched
     workdir.mkdir(parents=True, exist_ok=True)
-    _save_config(config, workdir)
-    data = load_data(config, say)
-    start = time.perf_counter()
-    trained = train(config, data, workdir, progress=progress)
-    say(
-        f"training: {trained.how} → step {int(trained.state.step)} "
-        f"({time.perf_counter() - start:.1f}s)"
-    )
-    results = evaluate(config, data, trained, progress=progress, say=say)
-    results["train_seconds"] = time.perf_counter() - start
-    (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    with _exclusive(workdir):
+        _save_config(config, workdir)
+        start = time.perf_counter()
+        trained = train(config, data, workdir, progress=progress)
+        say(
+            f"training: {trained.how} → step {int(trained.state.step)} "
+            f"({time.perf_counter() - start:.1f}s)"
+        )
+        results = evaluate(config, data, trained, progress=progress, say=say)
+        results["train_seconds"] = time.perf_counter() - start
+        (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     say(f"wrote {workdir / RESULTS_FILE}")
     return results
+
+
+@contextlib.contextmanager
+def _exclusive(workdir: Path) -> Iterator[None]:
+    """Holds the workdir's lock: two runs writing one workdir would corrupt it."""
+    with (workdir / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BlockingIOError(f"{workdir} is in use by another recjax process") from None
+        yield
 
 
 def evaluate_workdir(
@@ -96,7 +112,13 @@ def evaluate(
         queries = limited_eval_set(data, role, config.eval)
         users_qd = user_vectors(trained.model, params, data.query_features(queries.positions))
         metrics[role.name.lower()] = evaluate_retrieval(
-            data, queries, users_qd, items_nd, config.eval, progress=progress
+            data,
+            queries,
+            users_qd,
+            items_nd,
+            config.eval,
+            progress=progress,
+            label=f"{role.name.lower()} ",
         )
     say(
         format_table(
@@ -132,8 +154,8 @@ def evaluate(
 def example_lines(
     data: RetrievalData, positions: np.ndarray, targets: np.ndarray, recommended: np.ndarray
 ) -> list[str]:
-    """Readable recommendations: each user's last purchases, then the list (* = held out)."""
-    lines = []
+    """Readable recommendations at each test query: the user's last items, then the list."""
+    lines = ["example recommendations at the test query (* = the held-out next item):"]
     for position, target_t, items_k in zip(positions, targets, recommended, strict=True):
         row = data.timelines.row_of(np.array([position]))[0]
         user = data.users.raw(data.timelines.users[row : row + 1])[0]
@@ -169,9 +191,32 @@ def load_config(workdir: str | Path) -> ExperimentConfig:
 def _save_config(config: ExperimentConfig, workdir: Path) -> None:
     """Writes the config; a resumed run must use the config it started with."""
     path = workdir / CONFIG_FILE
-    if path.is_file() and from_json(path.read_text()) != config:
-        raise ValueError(
-            f"{workdir} holds a run with a different config ({path}); "
-            "use another --workdir or delete that one."
-        )
+    if path.is_file():
+        differences = config_differences(from_json(path.read_text()), config)
+        if differences:
+            raise ValueError(
+                f"{workdir} holds a run with a different config ({'; '.join(differences[:3])}); "
+                "use another --workdir, or delete that one to start over."
+            )
+        return
     path.write_text(to_json(config))
+
+
+def config_differences(old: ExperimentConfig, new: ExperimentConfig) -> list[str]:
+    """'field: old → new' for every leaf field that differs."""
+
+    def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {
+                k: v
+                for key, item in value.items()
+                for k, v in leaves(item, f"{prefix}{key}.").items()
+            }
+        return {prefix.rstrip("."): value}
+
+    before, after = leaves(dataclasses.asdict(old)), leaves(dataclasses.asdict(new))
+    return [
+        f"{key}: {before.get(key)!r} → {after.get(key)!r}"
+        for key in sorted(before.keys() | after.keys())
+        if before.get(key) != after.get(key)
+    ]

@@ -36,7 +36,7 @@ def parse_user_id(data: RetrievalData, text: str) -> np.ndarray:
     except ValueError:
         raise UnknownUserError(
             f"user id {text!r} is not a valid id for this dataset "
-            f"(ids look like {data.users.ids[0]!r})"
+            f"(ids look like {data.users.ids[0]})"
         ) from None
 
 

@@ -58,7 +58,8 @@ def test_recommend_prints_k_items_with_descriptions(trained_workdir):
     workdir, _ = trained_workdir
     result = recjax("recommend", "--workdir", str(workdir), "--user", "12347", "--k", "5")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+    header, *lines = result.stdout.strip().splitlines()
+    assert header.startswith("# top 5 for user 12347 after all their events")
     assert [line.split()[0] for line in lines] == ["1", "2", "3", "4", "5"]
     scores = [float(line.split()[1]) for line in lines]
     assert scores == sorted(scores, reverse=True)

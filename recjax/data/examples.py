@@ -133,7 +133,7 @@ class RetrievalData:
         rows = np.minimum(rows, len(self.timelines.users) - 1)
         known &= self.timelines.users[rows] == self.users.lookup(raw_users)
         if not known.all():
-            raise KeyError(raw_users[~known][0])
+            raise KeyError(raw_users[~known][0].item())
         return self.timelines.offsets[rows + 1], rows
 
     def eval_set(self, role: Role) -> EvalSet:
@@ -161,7 +161,7 @@ class RetrievalData:
         return {
             "users": len(self.timelines.users),
             "items": len(self.items.ids),
-            "events": self.timelines.num_events,
+            "positive_events": self.timelines.num_events,
             "train_events": int((self.roles == Role.TRAIN).sum()),
             "valid_events": int((self.roles == Role.VALID).sum()),
             "test_events": int((self.roles == Role.TEST).sum()),
@@ -220,7 +220,7 @@ def _item_text(
     item_index = items.lookup(events.item)
     _, first_row = np.unique(item_index, return_index=True)
     for index, row in zip(item_index[first_row], first_row, strict=True):  # once per item
-        display[index] = text[row]
+        display[index] = str(text[row]).strip()
         words = re.findall(r"[a-z0-9]+", str(text[row]).lower())[: config.text_tokens]
         if words:
             tokens[index, : len(words)] = 1 + hash_to_buckets(

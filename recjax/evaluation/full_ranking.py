@@ -60,6 +60,7 @@ def evaluate_full_ranking(
     ks: Sequence[int] = (10, 20, 50, 100),
     batch_size: int = 256,
     progress: bool = False,
+    desc: str = "full ranking",
 ) -> dict[str, float]:
     """Full-ranking Recall/HR/NDCG@K and MRR of a scorer over all users.
 
@@ -75,6 +76,7 @@ def evaluate_full_ranking(
       ks: metric cut-offs.
       batch_size: users scored at once.
       progress: show a tqdm progress bar.
+      desc: the progress bar's label.
 
     Returns:
       `metrics_from_ranks` of the targets' ranks.
@@ -82,7 +84,7 @@ def evaluate_full_ranking(
     num_users = targets.shape[0]
     batch = max(1, min(batch_size, num_users))
     ranks = []
-    for start in tqdm.trange(0, num_users, batch, disable=not progress, desc="full ranking"):
+    for start in tqdm.trange(0, num_users, batch, disable=not progress, desc=desc):
         stop = min(start + batch, num_users)
         rows_b = np.arange(start, start + batch).clip(max=stop - 1)
         ranks_bt = target_ranks(

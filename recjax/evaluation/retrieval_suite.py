@@ -37,6 +37,7 @@ def evaluate_retrieval(
     config: EvalConfig,
     *,
     progress: bool = False,
+    label: str = "",
 ) -> dict[str, dict[str, float]]:
     """Metrics of the two-tower, most-popular and last-item co-occurrence on `queries`.
 
@@ -69,6 +70,7 @@ def evaluate_retrieval(
             ks=config.ks,
             batch_size=config.batch_size,
             progress=progress,
+            desc=f"{label}{name}",
         )
         for name, score in scorers.items()
     }

@@ -77,7 +77,8 @@ class Checkpointer:
             cleanup_tmp_directories=True,
             enable_async_checkpointing=True,
         )
-        self._manager = ocp.CheckpointManager(os.fspath(directory), options=options)
+        # orbax needs absolute paths (a relative one fails later, in its async save thread).
+        self._manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
     @property
     def directory(self) -> str:
@@ -193,7 +194,7 @@ class Checkpointer:
         """
         return self._manager.restore(
             step,
-            directory=os.fspath(directory),
+            directory=os.path.abspath(directory),
             args=ocp.args.Composite(
                 **{_PARAMS: ocp.args.StandardRestore(_with_default_sharding(abstract_params))}
             ),

@@ -166,25 +166,32 @@ def train(
             dynamic_ncols=True,
         )
         window_start, window_steps = time.perf_counter(), 0
-        for step in range(first, steps):
-            batch = jax.device_put(batches(step), input_shardings)
-            state, metrics = step_fn(state, batch)
-            window_steps += 1
-            if (step + 1) % config.train.log_every_steps == 0 or step + 1 == steps:
-                values = {name: float(value) for name, value in jax.device_get(metrics).items()}
-                elapsed = time.perf_counter() - window_start
-                values["train/examples_per_sec"] = (
-                    window_steps * config.train.batch.batch_size / max(elapsed, 1e-9)
-                )
-                values["train/epoch"] = (step + 1) / batches.steps_per_epoch
-                writer.write(step + 1, values)
-                bar.set_postfix(
-                    loss=f"{values['train/loss']:.3f}",
-                    ex_per_s=f"{values['train/examples_per_sec']:,.0f}",
-                )
-                window_start, window_steps = time.perf_counter(), 0
-            checkpointer.save(step + 1, state, {"step": step + 1})
-            bar.update(1)
+        try:
+            for step in range(first, steps):
+                batch = jax.device_put(batches(step), input_shardings)
+                state, metrics = step_fn(state, batch)
+                window_steps += 1
+                if (step + 1) % config.train.log_every_steps == 0 or step + 1 == steps:
+                    values = {name: float(value) for name, value in jax.device_get(metrics).items()}
+                    elapsed = time.perf_counter() - window_start
+                    values["train/examples_per_sec"] = (
+                        window_steps * config.train.batch.batch_size / max(elapsed, 1e-9)
+                    )
+                    values["train/epoch"] = (step + 1) / batches.steps_per_epoch
+                    writer.write(step + 1, values)
+                    bar.set_postfix(
+                        loss=f"{values['train/loss']:.3f}",
+                        ex_per_s=f"{values['train/examples_per_sec']:,.0f}",
+                    )
+                    window_start, window_steps = time.perf_counter(), 0
+                checkpointer.save(step + 1, state, {"step": step + 1})
+                bar.update(1)
+        except KeyboardInterrupt:
+            # Keep what was done: the next run of the same command resumes from here.
+            if not any(leaf.is_deleted() for leaf in jax.tree.leaves(state)):
+                checkpointer.save(int(state.step), state, {"step": int(state.step)}, force=True)
+                checkpointer.wait_until_finished()
+            raise
         bar.close()
         checkpointer.save(int(state.step), state, {"step": int(state.step)}, force=True)
         checkpointer.wait_until_finished()

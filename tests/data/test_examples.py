@@ -182,7 +182,7 @@ def test_statistics(data):
     assert data.statistics() == {
         "users": 3,
         "items": 6,
-        "events": 14,
+        "positive_events": 14,
         "train_events": 6,
         "valid_events": 3,
         "test_events": 5,

@@ -160,8 +160,8 @@ GOOD_100K = "1\t10\t5\t100\n2\t20\t4\t200\n"
         (GOOD_100K + "3\t30\tnan\t300\n", 3, "rating", "nan"),
         (GOOD_100K + "3\t30\t3\t2020-01-01\n", 3, "timestamp", "2020-01-01"),  # Non-numeric time.
         (GOOD_100K + "3\t30\t3\t99999999999999999999\n", 3, "timestamp", "99999999999999999999"),
-        (b"1\t10\t5\t100\n2\t2\xff0\t4\t200\n", 2, "encoding", "b'\\xff'"),  # Bad UTF-8 byte.
-        (b"1\t10\t5\t100\n2\t20\t4\t2\xe2\x82\n", 2, "encoding", "b'\\xe2\\x82'"),
+        (b"1\t10\t5\t100\n2\t2\xff0\t4\t200\n", 2, "encoding", "bytes 0xff"),  # Bad UTF-8 byte.
+        (b"1\t10\t5\t100\n2\t20\t4\t2\xe2\x82\n", 2, "encoding", "bytes 0xe2 0x82"),
     ],
 )
 def test_100k_errors_name_file_line_and_field(tmp_path, data, line, field, found):

@@ -36,6 +36,14 @@ class DataConfig:
     on_error: OnError = "raise"  # "skip" counts malformed rows in the report instead.
     columns: ColumnMapping | None = None  # Required by the "csv" and "parquet" formats.
 
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(
+                f"Unknown data format {self.format!r}; expected one of {', '.join(FORMATS)}."
+            )
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {self.on_error!r}.")
+
 
 FORMATS = (
     "online_retail",
@@ -74,10 +82,6 @@ def load_events(config: DataConfig) -> LoadResult:
         ),
         "tfds_movielens": lambda: _reader("tfds", "load_movielens")(config.path or "100k-ratings"),
     }
-    if config.format not in readers:
-        raise ValueError(
-            f"Unknown data format {config.format!r}; expected one of {', '.join(FORMATS)}."
-        )
     return readers[config.format]()
 
 
@@ -88,7 +92,9 @@ def _reader(module: str, function: str):
 
 def _need_path(config: DataConfig) -> str:
     if config.path is None:
-        raise ValueError(f"Data format {config.format!r} needs a path (--data PATH).")
+        raise ValueError(
+            f"Data format {config.format!r} needs DataConfig.path (--data PATH on the CLI)."
+        )
     return config.path
 
 

@@ -61,9 +61,16 @@ def is_non_product_code(stock_codes: pa.Array) -> np.ndarray:
 def read_online_retail(path: str | None = None, *, on_error: OnError = "raise") -> LoadResult:
     """Reads the Online Retail Parquet file (`path=None`: the embedded copy)."""
     file = Path(path) if path is not None else embedded_path()
+    if file.is_dir():
+        raise IsADirectoryError(f"{file} is a directory; expected the Online Retail .parquet file")
     if not file.is_file():
         raise FileNotFoundError(f"Online Retail file not found: {file}")
-    table = pq.read_table(file)
+    try:
+        table = pq.read_table(file)
+    except (pa.ArrowException, OSError) as error:
+        raise DataFormatError(
+            str(file), None, "file", "a readable Parquet file", str(error).splitlines()[0]
+        ) from None
     report = LoadReport(source=str(file), rows_read=table.num_rows)
     _check_schema(table, str(file))
     table = _drop_null_rows(table, str(file), on_error, report)

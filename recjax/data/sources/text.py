@@ -114,7 +114,10 @@ def _flag_bad_bytes(data: bytes, errors: RowErrors) -> None:
     ends = np.flatnonzero(bad & ~np.r_[bad[1:], False]) + 1
     lines = np.cumsum(points == ord("\n"))[starts] + 1
     raw = (points - 0xDC00).astype(np.uint8)  # The original byte, at each bad position.
-    found = [repr(raw[s:e].tobytes()) for s, e in zip(starts, ends, strict=True)]
+    found = [
+        "bytes " + " ".join(f"0x{byte:02x}" for byte in raw[s:e])
+        for s, e in zip(starts, ends, strict=True)
+    ]
     errors.flag(np.ones(len(starts), bool), lines, "encoding", "UTF-8 text", pa.array(found))
 
 
@@ -180,7 +183,7 @@ def to_floats(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def parse_ints(strings: pa.Array, lines: np.ndarray, field: str, errors: RowErrors) -> np.ndarray:
     """Decimal integers -> int64; flags anything else (0 in the result)."""
     values, ok = to_ints(strings)
-    errors.flag(~ok, lines, field, "an integer", strings)
+    errors.flag(~ok, lines, field, "an integer (64-bit)", strings)
     return values
 
 
