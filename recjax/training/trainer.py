@@ -202,17 +202,18 @@ def restore_trained(
     config: ExperimentConfig, data: RetrievalData, workdir: str | Path
 ) -> TrainedModel:
     """The latest checkpointed model of a finished (or interrupted) run in `workdir`."""
+    directory = Path(workdir) / CHECKPOINT_DIR
+    # Checked before orbax opens the directory: its manager starts background work.
+    if not directory.is_dir() or not any(path.name.isdigit() for path in directory.iterdir()):
+        raise FileNotFoundError(
+            f"No checkpoint in {directory}: run `recjax train` with this --workdir first."
+        )
     mesh = make_mesh(config.mesh)
     batches = TrainBatches(data, config.train.batch)
     model = build_model(config, data)
     steps = scheduled_steps(config.train, batches.steps_per_epoch)
     _, abstract, _ = _abstract_state(config, model, batches(0), steps, mesh)
-    with Checkpointer(Path(workdir) / CHECKPOINT_DIR, config.checkpoint) as checkpointer:
+    with Checkpointer(directory, config.checkpoint) as checkpointer:
         step = checkpointer.latest_step()
-        if step is None:
-            raise FileNotFoundError(
-                f"No checkpoint in {Path(workdir) / CHECKPOINT_DIR}: "
-                "run `recjax train` with this --workdir first."
-            )
         state, _ = checkpointer.restore(abstract, step)
     return TrainedModel(model=model, state=state, how=f"restored@{step}")
