@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +35,7 @@ from recjax.retrieval.scann_index import (  # noqa: E402
     build_scann_index,
     save_scann_index,
 )
+from recjax.serving.local_server import local_server  # noqa: E402
 from recjax.serving.recommender import Recommender, ServingConfig  # noqa: E402
 from recjax.serving.requests import RecommendRequest  # noqa: E402
 
@@ -108,60 +106,19 @@ def in_process_latency(bundle: Path, bodies: list[dict]) -> dict:
 def served_load(
     bundle: Path, bodies: list[dict], workdir: Path, *, clients: int, requests: int
 ) -> dict:
-    """Starts `recjax serve` on a free localhost port and drives it with run_load."""
-    port = _free_port()
+    """`recjax serve` driven by run_load: one client (latency without queueing), then
+    `clients` at once (throughput)."""
     log = workdir / "requests.jsonl"
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recjax.cli",
-            "serve",
-            "--bundle",
-            str(bundle),
-            "--port",
-            str(port),
-            "--request-log",
-            str(log),
-            "--cache-seconds",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
-        return run_load(
-            f"http://127.0.0.1:{port}", bodies, clients=clients, requests=requests, request_log=log
-        )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with local_server(bundle, log, cache_seconds=0) as url:
+        return {
+            f"{n}_clients": run_load(url, bodies, clients=n, requests=count, request_log=log)
+            for n, count in ((1, requests // 4), (clients, requests))
+        }
 
 
 def _percentiles(name: str, values: list[float]) -> dict:
     p50, p99 = np.percentile(values, [50, 99])
     return {f"{name}_p50_ms": float(p50), f"{name}_p99_ms": float(p99)}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"server exited with status {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not healthy after {timeout:.0f} s")
 
 
 def main() -> None:

@@ -1,64 +1,23 @@
 """`recjax serve` on a real bundle, through a real client, then `recjax drift` on its log."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
 import pytest
 
 from recjax.data.splits import Role
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from recjax.serving.local_server import local_server
 
 
 @pytest.fixture(scope="module")
 def server(smoke_run, tmp_path_factory):
     _, _, bundle = smoke_run
     log = tmp_path_factory.mktemp("serve") / "requests.jsonl"
-    port = _free_port()
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recjax.cli",
-            "serve",
-            "--bundle",
-            str(bundle),
-            "--port",
-            str(port),
-            "--request-log",
-            str(log),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"server did not start: {process.stderr.read()}")
-        time.sleep(0.3)
-    yield url, log
-    process.terminate()
-    process.wait(timeout=30)
+    with local_server(bundle, log) as url:
+        yield url, log
 
 
 def test_known_user_session_and_cold_start_over_http(server):
