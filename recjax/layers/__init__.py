@@ -1,0 +1,1 @@
+"""Flax linen layers shared by the models (embedding tables first)."""
