@@ -10,6 +10,7 @@ from pathlib import Path
 
 from recjax.config import ExperimentConfig, load_experiment
 from recjax.data.report import DataFormatError
+from recjax.sharding.mesh import parse_mesh
 
 DEFAULT_RUNS = Path("runs")
 # Errors a user can cause and fix (bad paths, data, configs, ids): one line, no traceback.
@@ -55,10 +56,17 @@ def _parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    mesh_option = argparse.ArgumentParser(add_help=False)
+    mesh_option.add_argument(
+        "--mesh",
+        help="device mesh, e.g. data=2,model=4 (-1: the remaining devices; default: the config's)",
+    )
     commands = parser.add_subparsers(dest="command")
 
     train = commands.add_parser(
-        "train", parents=[debug], help="train, evaluate and index (default: embedded data)"
+        "train",
+        parents=[debug, mesh_option],
+        help="train, evaluate and index (default: embedded data)",
     )
     train.add_argument(
         "--config",
@@ -68,17 +76,25 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", type=Path, help="run directory (default: runs/<name>)")
     train.add_argument("--data", help="data file or folder, overriding the config's path")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cluster = train.add_argument_group(
+        "multi-process training (one process per host; default: $RECJAX_COORDINATOR etc.)"
+    )
+    cluster.add_argument(
+        "--coordinator", metavar="HOST:PORT", help="process 0's address, or 'auto' (TPU, SLURM)"
+    )
+    cluster.add_argument("--num-processes", type=int, metavar="N", help="processes in the job")
+    cluster.add_argument("--process-id", type=int, metavar="I", help="this process: 0 ... N-1")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser(
-        "evaluate", parents=[debug], help="re-evaluate a run's latest checkpoint"
+        "evaluate", parents=[debug, mesh_option], help="re-evaluate a run's latest checkpoint"
     )
     evaluate.add_argument("--workdir", type=Path, required=True)
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(run=_evaluate)
 
     recommend = commands.add_parser(
-        "recommend", parents=[debug], help="top-k items for one user of a run"
+        "recommend", parents=[debug, mesh_option], help="top-k items for one user of a run"
     )
     recommend.add_argument("--workdir", type=Path, required=True)
     recommend.add_argument("--user", required=True, help="raw user id, as in the data")
@@ -135,13 +151,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from recjax.main_job import train_and_evaluate
+    from recjax.sharding.distributed import DistributedConfig, initialize
 
     config = load_experiment(args.config) if args.config else ExperimentConfig()
     if args.data:
         if not Path(args.data).exists():
             raise FileNotFoundError(f"--data {args.data}: no such file or folder")
         config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=args.data))
+    if args.mesh:
+        config = dataclasses.replace(config, mesh=parse_mesh(args.mesh))
     workdir = args.workdir or DEFAULT_RUNS / config.name
+    # Before anything touches JAX: a multi-process job must be joined first.
+    initialize(
+        DistributedConfig(
+            coordinator_address=args.coordinator,
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    )
     train_and_evaluate(config, workdir, progress=not args.no_progress)
     return 0
 
@@ -149,7 +176,8 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from recjax.main_job import evaluate_workdir
 
-    evaluate_workdir(args.workdir, progress=not args.no_progress)
+    mesh = parse_mesh(args.mesh) if args.mesh else None
+    evaluate_workdir(args.workdir, mesh=mesh, progress=not args.no_progress)
     return 0
 
 
@@ -161,6 +189,8 @@ def _recommend(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}")
     config = load_config(args.workdir)
+    if args.mesh:
+        config = dataclasses.replace(config, mesh=parse_mesh(args.mesh))
     data = load_data(config, say=lambda _: None)
     trained = restore_trained(config, data, args.workdir)
     items = recommend(data, trained, args.user, k=args.k, exclude_seen=config.eval.exclude_seen)

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from recjax.config import ExperimentConfig, from_json, to_json
 from recjax.data.examples import RetrievalData
@@ -20,6 +22,7 @@ from recjax.data.splits import Role
 from recjax.embeddings import item_vectors, user_vectors
 from recjax.evaluation.retrieval_suite import evaluate_retrieval, limited_eval_set
 from recjax.retrieval.benchmark import benchmark_retrieval
+from recjax.sharding.mesh import MeshConfig
 from recjax.training.trainer import TrainedModel, restore_trained, train
 
 CONFIG_FILE = "config.json"
@@ -53,23 +56,43 @@ def train_and_evaluate(
     progress: bool = True,
     say: Callable[[str], None] = print,
 ) -> dict:
-    """Runs (or resumes) the whole job in `workdir` and returns what it writes to results.json."""
+    """Runs (or resumes) the whole job in `workdir` and returns what it writes to results.json.
+
+    In a multi-process job every process calls this and trains; process 0 alone prints,
+    writes files and evaluates (the others return {}).
+    """
     workdir = Path(workdir)
+    main = jax.process_index() == 0
+    if not main:
+        progress, say = False, lambda _: None
     data = load_data(config, say)  # bad data fails here, before the workdir is touched
     workdir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(workdir):
-        _save_config(config, workdir)
+    with _exclusive(workdir) if main else contextlib.nullcontext():
+        if main:
+            _save_config(config, workdir)
         start = time.perf_counter()
         trained = train(config, data, workdir, progress=progress)
         say(
             f"training: {trained.how} → step {int(trained.state.step)} "
             f"({time.perf_counter() - start:.1f}s)"
         )
+        if jax.process_count() > 1:
+            trained = _gathered(trained)
+        if not main:
+            return {}
         results = evaluate(config, data, trained, progress=progress, say=say)
         results["train_seconds"] = time.perf_counter() - start
         (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     say(f"wrote {workdir / RESULTS_FILE}")
     return results
+
+
+def _gathered(trained: TrainedModel) -> TrainedModel:
+    """`trained` with whole params on this process's first device, gathered from all processes
+    (a collective: every process calls it), so that one process can evaluate alone."""
+    params = multihost_utils.process_allgather(trained.state.params, tiled=True)
+    params = jax.device_put(params, jax.local_devices()[0])
+    return dataclasses.replace(trained, state=trained.state.replace(params=params))
 
 
 @contextlib.contextmanager
@@ -84,10 +107,17 @@ def _exclusive(workdir: Path) -> Iterator[None]:
 
 
 def evaluate_workdir(
-    workdir: str | Path, *, progress: bool = True, say: Callable[[str], None] = print
+    workdir: str | Path,
+    *,
+    mesh: MeshConfig | None = None,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
 ) -> dict:
-    """Re-evaluates the latest checkpoint of a run (its config is read from the workdir)."""
+    """Re-evaluates the latest checkpoint of a run (its config is read from the workdir),
+    restored onto `mesh` (default: the run's)."""
     config = load_config(workdir)
+    if mesh is not None:
+        config = dataclasses.replace(config, mesh=mesh)
     data = load_data(config, say)
     results = evaluate(
         config, data, restore_trained(config, data, workdir), progress=progress, say=say
@@ -189,10 +219,12 @@ def load_config(workdir: str | Path) -> ExperimentConfig:
 
 
 def _save_config(config: ExperimentConfig, workdir: Path) -> None:
-    """Writes the config; a resumed run must use the config it started with."""
+    """Writes the config; a resumed run must use the config it started with (but may run
+    on another mesh: checkpoints restore onto any)."""
     path = workdir / CONFIG_FILE
     if path.is_file():
-        differences = config_differences(from_json(path.read_text()), config)
+        saved = dataclasses.replace(from_json(path.read_text()), mesh=config.mesh)
+        differences = config_differences(saved, config)
         if differences:
             raise ValueError(
                 f"{workdir} holds a run with a different config ({'; '.join(differences[:3])}); "

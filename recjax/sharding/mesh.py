@@ -21,6 +21,32 @@ class MeshConfig:
     model: int = 1  # Devices along the embedding-table row axis.
 
 
+def parse_mesh(text: str) -> MeshConfig:
+    """A MeshConfig from `data=2,model=4` (the `--mesh` flag); an omitted axis keeps its
+    default, and -1 means "all the remaining devices"."""
+    sizes = dataclasses.asdict(MeshConfig())  # Field names are the axis names.
+    given = set()
+    for part in text.split(","):
+        axis, equals, value = (piece.strip() for piece in part.partition("="))
+        if not equals or not axis:
+            raise ValueError(f"Mesh {text!r}: expected AXIS=SIZE items like data=2,model=4.")
+        if axis not in sizes:
+            raise ValueError(f"Mesh {text!r}: unknown axis {axis!r} (axes: {', '.join(sizes)}).")
+        if axis in given:
+            raise ValueError(f"Mesh {text!r}: axis {axis!r} given twice.")
+        try:
+            size = int(value)
+        except ValueError:
+            raise ValueError(f"Mesh {text!r}: size of {axis!r} must be an integer.") from None
+        if size < 1 and size != -1:
+            raise ValueError(f"Mesh {text!r}: size of {axis!r} must be positive or -1.")
+        sizes[axis] = size
+        given.add(axis)
+    if list(sizes.values()).count(-1) > 1:
+        raise ValueError(f"Mesh {text!r}: at most one axis may be -1 (an omitted data axis is -1).")
+    return MeshConfig(**sizes)
+
+
 def make_mesh(config: MeshConfig, devices: list[jax.Device] | None = None) -> Mesh:
     """A (data, model) mesh over `devices` (default: all devices of this process group).
 

@@ -101,6 +101,18 @@ def _batch_shardings(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, Name
     return {key: replicated(mesh) if key.startswith("negative") else per_example for key in batch}
 
 
+def _place(
+    batch: dict[str, np.ndarray], shardings: dict[str, NamedSharding]
+) -> dict[str, jax.Array]:
+    """The host batch as arrays on the mesh. Every process builds the same whole batch and
+    copies just its own devices' shards (`jax.device_put` would also check, collectively,
+    that all processes hold the same batch: a cross-process gather every step)."""
+    return {
+        key: jax.make_array_from_callback(value.shape, shardings[key], value.__getitem__)
+        for key, value in batch.items()
+    }
+
+
 def _abstract_state(
     config: ExperimentConfig, model: TwoTower, sample: dict[str, np.ndarray], steps: int, mesh: Mesh
 ):
@@ -168,7 +180,7 @@ def train(
         window_start, window_steps = time.perf_counter(), 0
         try:
             for step in range(first, steps):
-                batch = jax.device_put(batches(step), input_shardings)
+                batch = _place(batches(step), input_shardings)
                 state, metrics = step_fn(state, batch)
                 window_steps += 1
                 if (step + 1) % config.train.log_every_steps == 0 or step + 1 == steps:
