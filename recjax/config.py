@@ -27,6 +27,10 @@ class OptimizerConfig:
     table_learning_rate: float = 2e-3  # Adam step size for embedding tables.
     weight_decay: float = 1e-4  # Decoupled weight decay on dense layers only.
     warmup_steps: int = 100  # Linear warm-up of both learning rates.
+    # Row-sparse Adagrad for the tables one batch cannot cover: a step costs what the
+    # batch touches, not what the table holds (recjax.training.sparse_step).
+    sparse_tables: bool = False
+    sparse_table_learning_rate: float = 0.05  # Adagrad step size of the sparse tables.
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -67,14 +67,15 @@ def init_sparse_state(
     tables: tuple[SparseTable, ...],
     initial_accumulator_value: float = 0.1,
 ) -> TrainState:
-    """A TrainState whose opt_state is {"dense": ..., "tables": {name: AdagradRows}}."""
+    """A TrainState whose opt_state is {"dense": ..., "tables": {name: {"embedding":
+    AdagradRows}}} (the "embedding" key lets the state shard like its table)."""
     init_rng, state_rng = jax.random.split(rng)
     params = model.init(init_rng, batch)["params"]
     dense, table_params = split_params(params, tables)
     opt_state = {
         "dense": dense_tx.init(dense),
         "tables": {
-            name: sparse_optimizer.init_adagrad(table, initial_accumulator_value)
+            name: {"embedding": sparse_optimizer.init_adagrad(table, initial_accumulator_value)}
             for name, table in table_params.items()
         },
     }
@@ -118,14 +119,15 @@ def make_sparse_train_step(
         new_params = optax.apply_updates(dense, updates)
         table_states = {}
         for table in tables:
-            new_table, table_states[table.name] = sparse_optimizer.adagrad_rows_update(
+            new_table, table_state = sparse_optimizer.adagrad_rows_update(
                 table_params[table.name],
-                state.opt_state["tables"][table.name],
+                state.opt_state["tables"][table.name]["embedding"],
                 row_ids[table.name],
                 row_grads[table.name],
                 learning_rate=table_learning_rate,
             )
             new_params[table.name] = {"embedding": new_table}
+            table_states[table.name] = {"embedding": table_state}
         metrics = {"train/loss": loss, "train/grad_norm": optax.tree.norm((dense_grads, row_grads))}
         return state.replace(
             step=state.step + 1,

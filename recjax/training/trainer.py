@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
@@ -16,12 +15,13 @@ from jax.sharding import Mesh, NamedSharding
 from recjax.config import ExperimentConfig, TrainConfig
 from recjax.data.examples import RetrievalData
 from recjax.data.pipeline import TrainBatches
-from recjax.losses.retrieval import sampled_softmax_loss
 from recjax.models.two_tower import TwoTower
 from recjax.sharding.mesh import batch_sharding, make_mesh, param_shardings, replicated
 from recjax.training.checkpoint import Checkpointer, restore_or_initialize
 from recjax.training.metrics_writer import MetricsWriter
+from recjax.training.objective import two_tower_loss
 from recjax.training.optimizer import make_optimizer
+from recjax.training.sparse_step import init_sparse_state, make_sparse_train_step, sparse_tables
 from recjax.training.train_state import TrainState
 
 CHECKPOINT_DIR = "checkpoints"
@@ -60,39 +60,27 @@ def total_steps(config: TrainConfig, steps_per_epoch: int) -> int:
 def make_train_step(model: TwoTower, config: TrainConfig):
     """`train_step(state, batch) -> (state, metrics)`: one pure update."""
 
-    def loss_fn(params: Any, batch: dict[str, jax.Array], rng: jax.Array):
-        variables = {"params": params}
-        users_bd, items_bd = model.apply(variables, batch, train=True, rngs={"dropout": rng})
-        negatives = {}
-        if "negative" in batch:
-            negatives = dict(
-                negatives_md=model.apply(
-                    variables,
-                    batch["negative"],
-                    batch["negative_tokens"],
-                    train=True,
-                    rngs={"dropout": rng},
-                    method=TwoTower.encode_items,
-                ),
-                negative_ids_m=batch["negative"],
-                negative_log_q_m=batch["negative_log_q"],
-            )
-        return sampled_softmax_loss(
-            users_bd,
-            items_bd,
-            batch["item"],
-            batch["item_log_q"],
-            temperature=config.temperature,
-            **negatives,
-        )
-
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         rng = jax.random.fold_in(state.rng, state.step)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, rng)
+        loss, grads = jax.value_and_grad(
+            lambda params: two_tower_loss(model, params, batch, rng, temperature=config.temperature)
+        )(state.params)
         metrics = {"train/loss": loss, "train/grad_norm": optax.tree.norm(grads)}
         return state.apply_gradients(grads), metrics
 
     return train_step
+
+
+def _train_step(model: TwoTower, config: TrainConfig, sample: dict[str, np.ndarray]):
+    """The dense step, or the row-sparse one when `config.optimizer.sparse_tables`."""
+    if not config.optimizer.sparse_tables:
+        return make_train_step(model, config)
+    return make_sparse_train_step(
+        model,
+        sparse_tables(model, sample),
+        temperature=config.temperature,
+        table_learning_rate=config.optimizer.sparse_table_learning_rate,
+    )
 
 
 def _batch_shardings(mesh: Mesh, batch: dict[str, np.ndarray]) -> dict[str, NamedSharding]:
@@ -127,6 +115,8 @@ def _abstract_state(
     )
 
     def init(rng: jax.Array) -> TrainState:
+        if optimizer.sparse_tables:
+            return init_sparse_state(rng, model, sample, tx, sparse_tables(model, sample))
         init_rng, state_rng = jax.random.split(rng)
         params = model.init(init_rng, sample)["params"]
         return TrainState.create(apply_fn=model.apply, params=params, tx=tx, rng=state_rng)
@@ -157,7 +147,7 @@ def train(
     )
     input_shardings = _batch_shardings(mesh, sample)
     step_fn = jax.jit(
-        make_train_step(model, config.train),
+        _train_step(model, config.train, sample),
         in_shardings=(state_shardings, input_shardings),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=0,

@@ -99,3 +99,85 @@ def test_update_compiles_once_per_shape():
         row_ids, grad_rows = _row_grad(table, (ids + seed) % V, weights)
         table, state = update(table, state, row_ids, grad_rows)
     assert len(traces) == 1
+
+
+def test_rowwise_adagrad_known_answer_by_hand():
+    # 4 rows × 2 dims; the step touches rows 2 and 0 (ids unique, padded with V=4).
+    table = jnp.asarray([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+    state = sparse.init_rowwise_adagrad(table)
+    row_ids = jnp.asarray([2, 0, 4, 4])
+    grad_rows = jnp.asarray([[1.0, 7.0], [3.0, 4.0], [9.0, 9.0], [9.0, 9.0]])
+    table, state = sparse.rowwise_adagrad_rows_update(
+        table, state, row_ids, grad_rows, learning_rate=0.1, eps=0.0
+    )
+    # Row 2: s = (1² + 7²)/2 = 25, step 0.1/√25 = 0.02 → [5 - 0.02, 6 - 0.14].
+    # Row 0: s = (3² + 4²)/2 = 12.5, step 0.1/√12.5 → [1 - 0.3/√12.5, 2 - 0.4/√12.5].
+    # Padded slots' (non-zero) gradients are dropped.
+    r = np.sqrt(12.5)
+    np.testing.assert_allclose(
+        table, [[1 - 0.3 / r, 2 - 0.4 / r], [3, 4], [4.98, 5.86], [7, 8]], rtol=1e-6
+    )
+    np.testing.assert_allclose(state.sum_of_squares, [12.5, 0.0, 25.0, 0.0], rtol=1e-6)
+    # A second step on row 2 adds to its accumulator: s = 25 + (4² + 2²)/2 = 35.
+    table, state = sparse.rowwise_adagrad_rows_update(
+        table,
+        state,
+        jnp.asarray([2, 4]),
+        jnp.asarray([[4.0, 2.0], [0.0, 0.0]]),
+        learning_rate=0.1,
+        eps=0.0,
+    )
+    np.testing.assert_allclose(
+        table[2], [4.98 - 0.4 / np.sqrt(35), 5.86 - 0.2 / np.sqrt(35)], rtol=1e-6
+    )
+    np.testing.assert_allclose(state.sum_of_squares, [12.5, 0.0, 35.0, 0.0], rtol=1e-6)
+
+
+def test_rowwise_adagrad_state_is_one_float_per_row():
+    table = jnp.zeros((V, D), jnp.bfloat16)
+    state = sparse.init_rowwise_adagrad(table, initial_accumulator_value=0.1)
+    assert state.sum_of_squares.shape == (V,)
+    assert state.sum_of_squares.dtype == jnp.float32
+    np.testing.assert_allclose(state.sum_of_squares, 0.1)
+
+
+def test_rowwise_adagrad_leaves_untouched_rows_and_their_state():
+    table, ids, weights = _problem()
+    state = sparse.init_rowwise_adagrad(table, initial_accumulator_value=0.1)
+    for step in range(3):
+        row_ids, grad_rows = _row_grad(table, ids, weights)
+        new_table, state = sparse.rowwise_adagrad_rows_update(
+            table, state, row_ids, grad_rows, learning_rate=0.1
+        )
+        assert step or not np.allclose(new_table, table)  # it moves something
+        table = new_table
+    touched = np.unique(np.asarray(ids))
+    untouched = np.setdiff1d(np.arange(V), touched)
+    original, _, _ = _problem()
+    np.testing.assert_array_equal(table[untouched], original[untouched])
+    np.testing.assert_array_equal(state.sum_of_squares[untouched], np.float32(0.1))
+    assert np.all(np.asarray(state.sum_of_squares[touched]) > 0.1)
+    assert not np.allclose(table[touched], original[touched])
+
+
+@pytest.mark.parametrize("steps", [1, 3])
+def test_rowwise_adagrad_with_one_dim_is_optax_adagrad(steps):
+    # With D == 1 a row's mean squared gradient is its squared gradient: plain Adagrad
+    # (up to where eps sits, negligible here).
+    rng = np.random.default_rng(1)
+    table = jnp.asarray(rng.normal(size=(V, 1)), jnp.float32)
+    ids = jnp.asarray([[3, 7, 3], [40, 7, 0]], jnp.int32)
+    weights = jnp.asarray(rng.normal(size=(2, 3, 1)), jnp.float32)
+    tx = optax.adagrad(0.1, eps=0.0)
+    dense_table, dense_state = table, tx.init(table)
+    sparse_table, sparse_state = table, sparse.init_rowwise_adagrad(table, 0.1)
+    for step in range(steps):
+        step_ids = (ids + step) % V
+        updates, dense_state = tx.update(_dense_grad(dense_table, step_ids, weights), dense_state)
+        dense_table = optax.apply_updates(dense_table, updates)
+        row_ids, grad_rows = _row_grad(sparse_table, step_ids, weights)
+        sparse_table, sparse_state = sparse.rowwise_adagrad_rows_update(
+            sparse_table, sparse_state, row_ids, grad_rows, learning_rate=0.1, eps=0.0
+        )
+    np.testing.assert_allclose(sparse_table, dense_table, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sparse_state.sum_of_squares, dense_state[0].sum_of_squares[:, 0])

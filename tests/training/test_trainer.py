@@ -99,3 +99,33 @@ def test_same_losses_on_one_device_and_on_8x1_and_2x4_meshes(smoke, tmp_path):
         assert len({str(shard.index) for shard in table.addressable_shards}) == expected_shards
     np.testing.assert_allclose(losses["8x1"], losses["1x1"], rtol=1e-5)
     np.testing.assert_allclose(losses["2x4"], losses["1x1"], rtol=1e-5)
+
+
+def _sparse(config):
+    optimizer = dataclasses.replace(config.train.optimizer, sparse_tables=True)
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, optimizer=optimizer))
+
+
+def test_sparse_table_training_resumes_exactly(smoke, tmp_path):
+    config, data = smoke
+    config = _sparse(config)
+    straight = train(_with(config, steps=4), data, tmp_path / "straight", progress=False)
+    train(_with(config, steps=2), data, tmp_path / "resumed", progress=False)
+    resumed = train(_with(config, steps=4), data, tmp_path / "resumed", progress=False)
+    assert resumed.how == "resumed@2"
+    jax.tree.map(np.testing.assert_array_equal, straight.state.params, resumed.state.params)
+    jax.tree.map(np.testing.assert_array_equal, straight.state.opt_state, resumed.state.opt_state)
+
+
+def test_sparse_table_state_is_sharded_like_its_table(smoke, tmp_path):
+    config, data = smoke
+    trained = train(
+        _with(_sparse(config), steps=2, mesh=MeshConfig(data=2, model=4)),
+        data,
+        tmp_path,
+        progress=False,
+    )
+    table = trained.state.params["token_embedding"]["embedding"]
+    accumulator = trained.state.opt_state["tables"]["token_embedding"]["embedding"]
+    assert table.sharding.spec == accumulator.sum_of_squares.sharding.spec
+    assert len({str(shard.index) for shard in table.addressable_shards}) == 4
