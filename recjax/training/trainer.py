@@ -34,14 +34,24 @@ class TrainedModel:
     how: str  # "fresh", "warm-start" or "resumed@STEP": where training started from.
 
 
+TABLE_ROW_MULTIPLE = 128  # Table rows are padded to this, so any model axis up to it divides.
+
+
 def build_model(config: ExperimentConfig, data: RetrievalData) -> TwoTower:
+    """The two-tower for `data`, its tables padded to a multiple of TABLE_ROW_MULTIPLE rows
+    (the padding rows are never looked up) so they split over the `model` axis of any mesh
+    and a table never has to fit on one device."""
     return TwoTower(
         config=config.model,
-        num_users=len(data.users),
-        num_items=data.num_items,
-        num_contexts=len(data.contexts),
-        num_text_buckets=data.config.text_buckets,
+        num_users=padded_rows(len(data.users)),
+        num_items=padded_rows(data.num_items),
+        num_contexts=padded_rows(len(data.contexts)),
+        num_text_buckets=padded_rows(data.config.text_buckets),
     )
+
+
+def padded_rows(rows: int) -> int:
+    return -(-max(rows, 1) // TABLE_ROW_MULTIPLE) * TABLE_ROW_MULTIPLE
 
 
 def scheduled_steps(config: TrainConfig, steps_per_epoch: int) -> int:

@@ -63,11 +63,13 @@ def test_restore_of_a_one_device_run_onto_2x4_shards_tables_over_model(smoke, tm
     params = restored.state.params
     expected = param_shardings(make_mesh(mesh_config), params)
     jax.tree.map(_assert_laid_out_as, params, expected)
-    # 8192 token rows divide over 4 devices; 3661 item rows do not, so stay replicated.
-    tokens = params["token_embedding"]["embedding"]
-    assert {shard.data.shape for shard in tokens.addressable_shards} == {(8192 // 4, 64)}
-    assert tokens.sharding.spec[0] == MODEL_AXIS
-    assert params["item_embedding"]["embedding"].sharding.is_fully_replicated
+    # Every table is padded to a multiple of 128 rows, so all of them split over 4 devices.
+    for name in ("token_embedding", "item_embedding", "user_embedding", "context_embedding"):
+        table = params[name]["embedding"]
+        rows = table.shape[0]
+        assert rows % 128 == 0
+        assert {shard.data.shape for shard in table.addressable_shards} == {(rows // 4, 64)}
+        assert table.sharding.spec[0] == MODEL_AXIS
 
 
 def _assert_laid_out_as(leaf: jax.Array, sharding: jax.sharding.NamedSharding) -> None:
