@@ -30,7 +30,8 @@ class OptimizerConfig:
     # Row-sparse Adagrad for the tables one batch cannot cover: a step costs what the
     # batch touches, not what the table holds (recjax.training.sparse_step).
     sparse_tables: bool = False
-    sparse_table_learning_rate: float = 0.05  # Adagrad step size of the sparse tables.
+    sparse_table_optimizer: str = "adagrad"  # "adagrad", "rowwise_adagrad" or "adam".
+    sparse_table_learning_rate: float = 0.05  # Step size of the sparse tables' optimizer.
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -142,3 +142,12 @@ def rowwise_adagrad_rows_update(
         _scatter(table, row_ids, rows),
         RowwiseAdagradRows(_scatter(state.sum_of_squares, row_ids, sum_of_squares)),
     )
+
+
+# Row optimizers by name: (init(table) -> state, update(table, state, row_ids, grad_rows,
+# *, learning_rate) -> (table, state)).
+ROW_OPTIMIZERS = {
+    "adagrad": (init_adagrad, adagrad_rows_update),
+    "rowwise_adagrad": (init_rowwise_adagrad, rowwise_adagrad_rows_update),
+    "adam": (init_adam, adam_rows_update),
+}

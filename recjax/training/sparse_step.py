@@ -65,19 +65,17 @@ def init_sparse_state(
     batch: dict,
     dense_tx: optax.GradientTransformation,
     tables: tuple[SparseTable, ...],
-    initial_accumulator_value: float = 0.1,
+    table_optimizer: str = "adagrad",
 ) -> TrainState:
-    """A TrainState whose opt_state is {"dense": ..., "tables": {name: {"embedding":
-    AdagradRows}}} (the "embedding" key lets the state shard like its table)."""
+    """A TrainState whose opt_state is {"dense": ..., "tables": {name: {"embedding": rows
+    state}}} (the "embedding" key lets the state shard like its table)."""
+    init_rows, _ = _row_optimizer(table_optimizer)
     init_rng, state_rng = jax.random.split(rng)
     params = model.init(init_rng, batch)["params"]
     dense, table_params = split_params(params, tables)
     opt_state = {
         "dense": dense_tx.init(dense),
-        "tables": {
-            name: {"embedding": sparse_optimizer.init_adagrad(table, initial_accumulator_value)}
-            for name, table in table_params.items()
-        },
+        "tables": {name: {"embedding": init_rows(table)} for name, table in table_params.items()},
     }
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -95,8 +93,11 @@ def make_sparse_train_step(
     *,
     temperature: float,
     table_learning_rate: float,
+    table_optimizer: str = "adagrad",
 ):
-    """`train_step(state, batch) -> (state, metrics)` with row-sparse table updates."""
+    """`train_step(state, batch) -> (state, metrics)` with row-sparse table updates by
+    `table_optimizer` (a `sparse_optimizer.ROW_OPTIMIZERS` name)."""
+    _, update_rows = _row_optimizer(table_optimizer)
     local_model = model.clone(**{_TABLES[t.name][1]: t.max_unique for t in tables})
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
@@ -119,7 +120,7 @@ def make_sparse_train_step(
         new_params = optax.apply_updates(dense, updates)
         table_states = {}
         for table in tables:
-            new_table, table_state = sparse_optimizer.adagrad_rows_update(
+            new_table, table_state = update_rows(
                 table_params[table.name],
                 state.opt_state["tables"][table.name]["embedding"],
                 row_ids[table.name],
@@ -136,6 +137,15 @@ def make_sparse_train_step(
         ), metrics
 
     return train_step
+
+
+def _row_optimizer(name: str):
+    if name not in sparse_optimizer.ROW_OPTIMIZERS:
+        raise ValueError(
+            f"Unknown sparse table optimizer {name!r}; expected one of "
+            f"{', '.join(sparse_optimizer.ROW_OPTIMIZERS)}."
+        )
+    return sparse_optimizer.ROW_OPTIMIZERS[name]
 
 
 def _renumber(

@@ -90,6 +90,7 @@ def _train_step(model: TwoTower, config: TrainConfig, sample: dict[str, np.ndarr
         sparse_tables(model, sample),
         temperature=config.temperature,
         table_learning_rate=config.optimizer.sparse_table_learning_rate,
+        table_optimizer=config.optimizer.sparse_table_optimizer,
     )
 
 
@@ -126,7 +127,14 @@ def _abstract_state(
 
     def init(rng: jax.Array) -> TrainState:
         if optimizer.sparse_tables:
-            return init_sparse_state(rng, model, sample, tx, sparse_tables(model, sample))
+            return init_sparse_state(
+                rng,
+                model,
+                sample,
+                tx,
+                sparse_tables(model, sample),
+                optimizer.sparse_table_optimizer,
+            )
         init_rng, state_rng = jax.random.split(rng)
         params = model.init(init_rng, sample)["params"]
         return TrainState.create(apply_fn=model.apply, params=params, tx=tx, rng=state_rng)
