@@ -120,7 +120,8 @@ class Checkpointer:
           scheduled one is a no-op rather than an error).
         """
         step = int(step)
-        if step in self._manager.all_steps():
+        # Most steps are not saved: ask the cheap schedule before listing saved steps.
+        if not (force or self._manager.should_save(step)) or step in self._manager.all_steps():
             return False
         return self._manager.save(
             step,

@@ -150,16 +150,28 @@ def _abstract_state(
     return lambda: jax.jit(init, out_shardings=shardings)(rng), abstract, shardings
 
 
+def _setup(config: ExperimentConfig, data: RetrievalData):
+    """(mesh, batches, model, first batch): what training and restoring both build."""
+    batches = TrainBatches(data, config.train.batch)
+    return make_mesh(config.mesh), batches, build_model(config, data), batches(0)
+
+
+def _log(writer: MetricsWriter, bar: tqdm.tqdm, step: int, metrics: dict, extra: dict) -> None:
+    """Writes the step's metrics (plus `extra`) and shows loss and throughput on the bar."""
+    values = {name: float(value) for name, value in jax.device_get(metrics).items()} | extra
+    writer.write(step, values)
+    bar.set_postfix(
+        loss=f"{values['train/loss']:.3f}", ex_per_s=f"{values['train/examples_per_sec']:,.0f}"
+    )
+
+
 def train(
     config: ExperimentConfig, data: RetrievalData, workdir: str | Path, *, progress: bool = True
 ) -> TrainedModel:
     """Trains (or resumes training of) the two-tower model in `workdir`."""
     workdir = Path(workdir)
-    mesh = make_mesh(config.mesh)
-    batches = TrainBatches(data, config.train.batch)
+    mesh, batches, model, sample = _setup(config, data)
     steps = total_steps(config.train, batches.steps_per_epoch)
-    model = build_model(config, data)
-    sample = batches(0)
     init_fn, abstract, state_shardings = _abstract_state(
         config, model, sample, scheduled_steps(config.train, batches.steps_per_epoch), mesh
     )
@@ -192,17 +204,14 @@ def train(
                 state, metrics = step_fn(state, batch)
                 window_steps += 1
                 if (step + 1) % config.train.log_every_steps == 0 or step + 1 == steps:
-                    values = {name: float(value) for name, value in jax.device_get(metrics).items()}
-                    elapsed = time.perf_counter() - window_start
-                    values["train/examples_per_sec"] = (
-                        window_steps * config.train.batch.batch_size / max(elapsed, 1e-9)
-                    )
-                    values["train/epoch"] = (step + 1) / batches.steps_per_epoch
-                    writer.write(step + 1, values)
-                    bar.set_postfix(
-                        loss=f"{values['train/loss']:.3f}",
-                        ex_per_s=f"{values['train/examples_per_sec']:,.0f}",
-                    )
+                    seconds = time.perf_counter() - window_start
+                    extra = {
+                        "train/examples_per_sec": window_steps
+                        * config.train.batch.batch_size
+                        / max(seconds, 1e-9),
+                        "train/epoch": (step + 1) / batches.steps_per_epoch,
+                    }
+                    _log(writer, bar, step + 1, metrics, extra)
                     window_start, window_steps = time.perf_counter(), 0
                 checkpointer.save(step + 1, state, {"step": step + 1})
                 bar.update(1)
@@ -228,11 +237,9 @@ def restore_trained(
         raise FileNotFoundError(
             f"No checkpoint in {directory}: run `recjax train` with this --workdir first."
         )
-    mesh = make_mesh(config.mesh)
-    batches = TrainBatches(data, config.train.batch)
-    model = build_model(config, data)
+    mesh, batches, model, sample = _setup(config, data)
     steps = scheduled_steps(config.train, batches.steps_per_epoch)
-    _, abstract, _ = _abstract_state(config, model, batches(0), steps, mesh)
+    _, abstract, _ = _abstract_state(config, model, sample, steps, mesh)
     with Checkpointer(directory, config.checkpoint) as checkpointer:
         step = checkpointer.latest_step()
         state, _ = checkpointer.restore(abstract, step)
