@@ -1,5 +1,11 @@
 """Full-ranking evaluation: rank every held-out target against the whole catalogue.
 
+Ranks are counts (how many candidates score at least as high as the target), not a top-k:
+MRR needs the rank of a target however deep it sits, and `score_fn` may be any scorer
+(popularity, co-occurrence), not a dot product. So the fused score + top-k kernel does not
+fit here; what this module shares with it is the exclusion rule (`candidate_mask`, from the
+kernel's reference), so "excluded" means the same in evaluation and in exact retrieval.
+
 Shape letters: B users in a batch, N items, T targets per user, E excluded items per user,
 U users in total.
 """
@@ -14,7 +20,7 @@ import numpy as np
 import tqdm
 
 from recjax.evaluation.metrics import metrics_from_ranks
-from recjax.retrieval.exact import candidate_mask
+from recjax_kernels.score_top_k.reference import candidate_mask
 
 
 @jax.jit
