@@ -54,6 +54,9 @@ FORMATS = (
     "csv",
     "parquet",
     "tfds_movielens",
+    "open_bandit",
+    "ebnerd",
+    "ebnerd_history",
 )
 
 
@@ -81,6 +84,13 @@ def load_events(config: DataConfig) -> LoadResult:
             _need_path(config), _need_columns(config), **strict
         ),
         "tfds_movielens": lambda: _reader("tfds", "load_movielens")(config.path or "100k-ratings"),
+        "open_bandit": lambda: _reader("open_bandit", "read_open_bandit")(
+            _need_path(config), **strict
+        ),
+        "ebnerd": lambda: _reader("ebnerd", "read_ebnerd")(_need_path(config), **strict),
+        "ebnerd_history": lambda: _reader("ebnerd", "read_ebnerd_history")(
+            _need_path(config), **strict
+        ),
     }
     return readers[config.format]()
 
