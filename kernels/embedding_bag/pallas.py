@@ -18,6 +18,7 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
 from ..backend import interpret_pallas
 from .reference import Combiner, pooling_weights
@@ -65,6 +66,8 @@ def embedding_bag(
             pl.BlockSpec((num_rows, block_dim), lambda i, j: (0, j)),
         ],
         out_specs=pl.BlockSpec((block_bags, block_dim), lambda i, j: (i, j)),
+        # Triton, not the default Mosaic GPU backend (which stages whole blocks in SMEM).
+        compiler_params=pltriton.CompilerParams(num_warps=4),
         interpret=interpret_pallas(interpret),
     )(jnp.pad(rows_bl, padding), jnp.pad(weights_bl, padding), table)
     return pooled_bd[:num_bags]

@@ -2,17 +2,19 @@
 
 Grid: (query blocks, item chunks). Each program scores its [block_queries, D] queries
 against its chunk of the catalogue, `block_items` items at a time, and keeps the chunk's
-running top-k in registers; a block whose best score does not beat any row's current k-th
-is skipped. The merge of a block into the running top-k is k rounds of "take the largest
-score, lowest id among equals", so ties come in ascending id as in the reference. Each
-program writes its chunk's [block_queries, k] best; a final `lax.top_k` over the chunks'
-results (chunks in item order) picks the k best, so HBM holds O(Q · chunks · k) floats,
-never [Q, N].
+k best per query in registers as an unsorted set. A block enters the set by repeated
+"replace the worst": while some row's best remaining block score beats its worst kept
+one, that score replaces it. Order is (score descending, id ascending), so a block item
+(a larger id than anything kept from earlier blocks) must beat the worst strictly. After
+the first blocks few items qualify, so a block usually costs its dot product and two
+reductions. Each program writes its chunk's set; a final sort by (score, id) over the
+[Q, chunks · k] results picks the k best in the reference's order. HBM holds
+O(Q · chunks · k) floats, never [Q, N].
 
 Triton needs power-of-2 tiles and dot operands of at least 16 per side: queries are padded
 to whole blocks, D to a power of 2 ≥ 16 and the catalogue to whole chunks (one copy of the
 items when N or D is not aligned; padded items never win). k is limited to `MAX_K`, past
-which the register-resident top-k stops paying off (the api then uses the blocked path).
+which the register-resident set stops paying off (the api then uses the blocked path).
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
 
 from ..backend import interpret_pallas
-from .reference import EMPTY, mark_empty
+from .reference import EMPTY, canonical_zeros, mark_empty
 
 MAX_K = 128
 DEFAULT_BLOCK_QUERIES = 16
 DEFAULT_BLOCK_ITEMS = 128
 TARGET_PROGRAMS = 1024  # Enough programs to keep every streaming multiprocessor busy.
-_NO_ID = jnp.iinfo(jnp.int32).max
+_NO_ID = jnp.iinfo(jnp.int32).max  # Above every item id.
+_NO_SLOT = jnp.iinfo(jnp.int32).min  # Below every id, empty slots' included.
 
 
 def supports(k: int) -> bool:
@@ -98,12 +102,15 @@ def score_top_k(
         grid=(query_blocks, num_chunks),
         in_specs=in_specs,
         out_specs=[pl.BlockSpec((block_queries, width), lambda i, j: (i, j))] * 2,
+        # Triton, not the default Mosaic GPU backend (which stages whole blocks in SMEM).
+        compiler_params=pltriton.CompilerParams(num_warps=4),
         interpret=interpret_pallas(interpret),
     )(*args)
-    top_scores_qk, positions_qk = jax.lax.top_k(chunk_scores[:num_queries], k)
-    return mark_empty(
-        top_scores_qk, jnp.take_along_axis(chunk_indices[:num_queries], positions_qk, axis=1)
+    # Chunk results are unsorted sets: sort by (score descending, id ascending).
+    negated_qc, indices_qc = jax.lax.sort(
+        (-chunk_scores[:num_queries], chunk_indices[:num_queries]), dimension=1, num_keys=2
     )
+    return mark_empty(-negated_qc[:, :k], indices_qc[:, :k])
 
 
 def _blocks_per_program(num_blocks: int, query_blocks: int) -> int:
@@ -116,17 +123,18 @@ def _kernel(queries_ref, items_ref, *refs, k, num_items, block_items, has_exclud
     scores_ref, indices_ref = refs[-2:]
     queries_qd = queries_ref[...]
     block_queries, width = scores_ref.shape
-    slots_w = jnp.arange(width, dtype=jnp.int32)
     chunk_start = pl.program_id(1) * items_ref.shape[0]
 
-    def scan_block(block, best):
+    def scan_block(block, kept):
         start = block * block_items
         items_bd = items_ref[pl.ds(start, block_items), :]
-        scores_qb = jnp.dot(
-            queries_qd,
-            items_bd.T,
-            precision=jax.lax.Precision.HIGHEST,
-            preferred_element_type=jnp.float32,
+        scores_qb = canonical_zeros(
+            jnp.dot(
+                queries_qd,
+                items_bd.T,
+                precision=jax.lax.Precision.HIGHEST,
+                preferred_element_type=jnp.float32,
+            )
         )
         ids_b = chunk_start + start + jnp.arange(block_items, dtype=jnp.int32)
         scores_qb = jnp.where(ids_b[None, :] < num_items, scores_qb, -jnp.inf)
@@ -137,54 +145,53 @@ def _kernel(queries_ref, items_ref, *refs, k, num_items, block_items, has_exclud
                 return jnp.where(excluded_q1 == ids_b[None, :], -jnp.inf, scores_qb)
 
             scores_qb = jax.lax.fori_loop(0, excluded_ref.shape[1], exclude, scores_qb)
-        kth_best_q = jnp.min(jnp.where(slots_w[None, :] < k, best[0], jnp.inf), axis=1)
-        beats_q = (jnp.max(scores_qb, axis=1) > kth_best_q).astype(jnp.int32)
-        return jax.lax.cond(
-            jnp.max(beats_q) > 0,
-            functools.partial(_merge, k=k),
-            lambda best, *_: best,
-            best,
-            scores_qb,
-            ids_b,
-        )
+        return _insert_block(kept, scores_qb, ids_b, k)
 
+    # Empty slots hold -inf under distinct negative ids, so "the worst slot" is unique;
+    # slots k.. stay empty (the wrapper maps -inf to index -1).
+    slots_w = jnp.arange(width, dtype=jnp.int32)
     empty = (
         jnp.full((block_queries, width), -jnp.inf, jnp.float32),
-        jnp.full((block_queries, width), EMPTY, jnp.int32),
+        jnp.broadcast_to(-1 - slots_w[None, :], (block_queries, width)),
     )
-    best_scores, best_ids = jax.lax.fori_loop(
+    kept_scores, kept_ids = jax.lax.fori_loop(
         0, items_ref.shape[0] // block_items, scan_block, empty
     )
-    scores_ref[...] = best_scores
-    indices_ref[...] = best_ids
+    scores_ref[...] = kept_scores
+    indices_ref[...] = kept_ids
 
 
-def _merge(best, scores_qb, ids_b, *, k):
-    """The k best of the running top-k and a block, best first, lowest id among equals."""
-    best_scores, best_ids = best
-    slots_w = jnp.arange(best_scores.shape[1], dtype=jnp.int32)
+def _insert_block(kept, scores_qb, ids_b, k):
+    """`kept` ([Q, width] scores and ids, slots < k in use) after inserting a block whose
+    ids all exceed the kept ones: each row keeps its k best by (score desc, id asc)."""
+    live_w = jnp.arange(kept[0].shape[1], dtype=jnp.int32) < k
 
-    def take_next(slot, state):
-        old_scores, old_ids, scores_qb, new_scores, new_ids = state
-        top_q = jnp.maximum(jnp.max(old_scores, axis=1), jnp.max(scores_qb, axis=1))
-        old_id_q = jnp.min(jnp.where(old_scores == top_q[:, None], old_ids, _NO_ID), axis=1)
-        block_id_q = jnp.min(jnp.where(scores_qb == top_q[:, None], ids_b[None, :], _NO_ID), axis=1)
-        id_q = jnp.where(top_q == -jnp.inf, EMPTY, jnp.minimum(old_id_q, block_id_q))
-        at_slot = slots_w[None, :] == slot
+    def best_remaining(scores_qb):  # Highest score, lowest id among equals.
+        top_q = jnp.max(scores_qb, axis=1)
+        return top_q, jnp.min(jnp.where(scores_qb == top_q[:, None], ids_b[None, :], _NO_ID), 1)
+
+    def worst_kept(kept_scores, kept_ids):  # Lowest score, highest id among equals.
+        worst_q = jnp.min(jnp.where(live_w[None, :], kept_scores, jnp.inf), axis=1)
+        tied = live_w[None, :] & (kept_scores == worst_q[:, None])
+        return worst_q, jnp.max(jnp.where(tied, kept_ids, _NO_SLOT), axis=1)
+
+    def improvable(state):
+        kept_scores, kept_ids, scores_qb = state
+        beats_q = best_remaining(scores_qb)[0] > worst_kept(kept_scores, kept_ids)[0]
+        return jnp.max(beats_q.astype(jnp.int32)) > 0
+
+    def replace_worst(state):
+        kept_scores, kept_ids, scores_qb = state
+        top_q, top_id_q = best_remaining(scores_qb)
+        worst_q, worst_id_q = worst_kept(kept_scores, kept_ids)
+        accept_q1 = (top_q > worst_q)[:, None]
+        replaced_qw = accept_q1 & (kept_ids == worst_id_q[:, None])
+        taken_qb = accept_q1 & (ids_b[None, :] == top_id_q[:, None])
         return (
-            jnp.where(old_ids == id_q[:, None], -jnp.inf, old_scores),
-            old_ids,
-            jnp.where(ids_b[None, :] == id_q[:, None], -jnp.inf, scores_qb),
-            jnp.where(at_slot, top_q[:, None], new_scores),
-            jnp.where(at_slot, id_q[:, None], new_ids),
+            jnp.where(replaced_qw, top_q[:, None], kept_scores),
+            jnp.where(replaced_qw, top_id_q[:, None], kept_ids),
+            jnp.where(taken_qb, -jnp.inf, scores_qb),
         )
 
-    state = (
-        best_scores,
-        best_ids,
-        scores_qb,
-        jnp.full_like(best_scores, -jnp.inf),
-        jnp.full_like(best_ids, EMPTY),
-    )
-    *_, new_scores, new_ids = jax.lax.fori_loop(0, k, take_next, state)
-    return new_scores, new_ids
+    kept_scores, kept_ids, _ = jax.lax.while_loop(improvable, replace_worst, (*kept, scores_qb))
+    return kept_scores, kept_ids

@@ -3,7 +3,8 @@
 Shape letters: Q queries, N items, D embedding dim, E excluded ids per query, K results.
 
 The rules every implementation follows:
-  - score(q, n) = queries[q] · items[n], computed in float32 (full precision);
+  - score(q, n) = queries[q] · items[n], computed in float32 (full precision), with -0.0
+    counted as +0.0;
   - excluded[q] lists item ids that query q may not return; negative ids are padding and
     ids outside [0, N) are ignored; excluded items score -inf;
   - the K best candidates come back best first; equal scores come in ascending item id
@@ -46,17 +47,25 @@ def block_scores(
     first_item: int | jax.Array = 0,
 ) -> jax.Array:
     """[Q, b] float32 scores of the items first_item .. first_item+b-1; excluded ones -inf."""
-    scores_qb = jnp.dot(
-        queries_qd,
-        items_bd.T,
-        precision=jax.lax.Precision.HIGHEST,
-        preferred_element_type=jnp.float32,
+    scores_qb = canonical_zeros(
+        jnp.dot(
+            queries_qd,
+            items_bd.T,
+            precision=jax.lax.Precision.HIGHEST,
+            preferred_element_type=jnp.float32,
+        )
     )
     if excluded_qe is None:
         return scores_qb
     columns_qe = _column_or_drop(excluded_qe - first_item, items_bd.shape[0])
     rows_q1 = jnp.arange(queries_qd.shape[0])[:, None]
     return scores_qb.at[rows_q1, columns_qe].set(-jnp.inf, mode="drop")
+
+
+def canonical_zeros(scores: jax.Array) -> jax.Array:
+    """`scores` with -0.0 made +0.0: `lax.top_k` and `lax.sort` order -0.0 below +0.0, but
+    they are equal scores and must tie (a zero query scores ±0 against every item)."""
+    return jnp.where(scores == 0, 0.0, scores)
 
 
 def mark_empty(scores_qk: jax.Array, indices_qk: jax.Array) -> tuple[jax.Array, jax.Array]:

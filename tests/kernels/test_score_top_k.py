@@ -70,13 +70,16 @@ def test_reference_known_answer_ties_exclusions_and_empty_slots():
 
 
 def test_ties_come_in_ascending_id_across_blocks_and_chunks():
-    queries = jnp.ones((3, 16))
-    items = jnp.ones((100, 16))  # every item ties
-    for name, implementation in IMPLEMENTATIONS.items():
-        _, indices = implementation(queries, items, 20, None)
+    # A zero query ties every item, at +0.0 or -0.0 (which top_k alone would order apart).
+    queries = jnp.zeros((3, 16))
+    items = jnp.asarray(np.random.default_rng(0).normal(size=(100, 16)), jnp.float32)
+    implementations = {"reference": reference.score_top_k, **IMPLEMENTATIONS}
+    for name, implementation in implementations.items():
+        scores, indices = implementation(queries, items, 20, None)
         np.testing.assert_array_equal(
             indices, np.broadcast_to(np.arange(20), (3, 20)), err_msg=name
         )
+        assert not np.signbit(scores).any(), name
 
 
 def test_all_seen_rows_are_empty_and_others_are_not():
