@@ -99,7 +99,20 @@ def _parser() -> argparse.ArgumentParser:
     recommend.add_argument("--workdir", type=Path, required=True)
     recommend.add_argument("--user", required=True, help="raw user id, as in the data")
     recommend.add_argument("--k", type=int, default=10)
+    recommend.add_argument(
+        "--funnel",
+        action="store_true",
+        help="the whole funnel (needs `recjax train-ranker`): every stage's scores and latency",
+    )
     recommend.set_defaults(run=_recommend)
+
+    train_ranker = commands.add_parser(
+        "train-ranker", parents=[debug], help="train a run's multi-task ranker (for --funnel)"
+    )
+    train_ranker.add_argument("--workdir", type=Path, required=True, help="a trained run")
+    train_ranker.add_argument("--max-steps", type=int, help="stop early (default: 2 epochs)")
+    train_ranker.add_argument("--no-progress", action="store_true")
+    train_ranker.set_defaults(run=_train_ranker)
 
     export = commands.add_parser(
         "export", parents=[debug], help="write a self-contained serving bundle of a run"
@@ -188,6 +201,11 @@ def _recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ValueError(f"--k must be at least 1, got {args.k}")
+    if args.funnel:
+        from recjax.funnel_job import response_lines, run_funnel
+
+        print("\n".join(response_lines(run_funnel(args.workdir, args.user, k=args.k))))
+        return 0
     config = load_config(args.workdir)
     if args.mesh:
         config = dataclasses.replace(config, mesh=parse_mesh(args.mesh))
@@ -204,10 +222,19 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_ranker(args: argparse.Namespace) -> int:
+    from recjax.ranker_job import train_run_ranker
+
+    train_run_ranker(args.workdir, max_steps=args.max_steps, progress=not args.no_progress)
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from recjax.export.exporter import export_run
+    from recjax.ranker_job import add_run_ranker
 
-    export_run(args.workdir, args.out)
+    if add_run_ranker(args.workdir, export_run(args.workdir, args.out)):
+        print(f"added the run's ranker to {args.out}")
     return 0
 
 

@@ -16,6 +16,7 @@ rating, no quantity, no like or hide; an article has a dwell only once clicked.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -47,8 +48,35 @@ class RankingDataConfig:
     seed: int = 0  # Negative sampling.
 
 
-def load_ranking_data(config: RankingDataConfig, say=print) -> RankingData:
-    """Reads the dataset's files and builds its examples (printing the load reports)."""
+# Side fields that describe the item (the same whichever user it is shown to); every other
+# side field describes the request (who, where) and is served with the user's latest value.
+ITEM_FIELDS: dict[str, tuple[str, ...]] = {
+    "online_retail": ("log_unit_price",),
+    "open_bandit": tuple(f"item_feature_{k}" for k in range(4)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingLogs:
+    """A dataset's labelled candidates, the engagement log their history features come
+    from, and the tasks it has labels for (before splitting and encoding)."""
+
+    candidates: Candidates
+    engaged: EventLog
+    tasks: tuple[TaskSpec, ...]
+
+
+def load_ranking_logs(
+    config: RankingDataConfig,
+    say=print,
+    *,
+    keep: Callable[[EventLog], np.ndarray] | None = None,
+) -> RankingLogs:
+    """Reads the dataset's files (printing the load reports) into candidates and labels.
+
+    `keep(events)` -> [n] bool, if given, filters every log right after reading: e.g. to
+    hold out a retrieval run's validation and test events from a ranker trained beside it.
+    """
     builders = {
         "movielens_100k": _movielens,
         "online_retail": _online_retail,
@@ -57,12 +85,26 @@ def load_ranking_data(config: RankingDataConfig, say=print) -> RankingData:
     }
     if config.dataset not in builders:
         raise ValueError(f"Unknown dataset {config.dataset!r}; expected one of {list(builders)}.")
-    candidates, engaged, tasks = builders[config.dataset](config, say)
+
+    def load(data_format: str) -> EventLog:
+        events = _load(config, data_format, say)
+        return events if keep is None else events.take(np.flatnonzero(keep(events)))
+
+    return RankingLogs(*builders[config.dataset](config, load))
+
+
+def load_ranking_data(config: RankingDataConfig, say=print) -> RankingData:
+    """Reads the dataset's files and builds its examples (printing the load reports)."""
+    return build_ranking_data(config, load_ranking_logs(config, say))
+
+
+def build_ranking_data(config: RankingDataConfig, logs: RankingLogs) -> RankingData:
+    """Splits, fits the encoder on and encodes `logs` as `config` says."""
     return RankingData.build(
         config.dataset,
-        candidates,
-        engaged,
-        tasks,
+        logs.candidates,
+        logs.engaged,
+        logs.tasks,
         session_length=config.session_length,
         valid_quantile=config.valid_quantile,
         test_quantile=config.test_quantile,
@@ -136,8 +178,8 @@ def _concatenate(a: Candidates, b: Candidates) -> Candidates:
     )
 
 
-def _movielens(config: RankingDataConfig, say):
-    ratings = _recent(_load(config, "movielens_100k", say), None)
+def _movielens(config: RankingDataConfig, load):
+    ratings = _recent(load("movielens_100k"), None)
     positives = _recent(ratings, config.max_positives)
     rating = positives.value.astype(np.float32)
     ones = np.ones(len(positives), bool)
@@ -170,8 +212,8 @@ def _movielens(config: RankingDataConfig, say):
     return candidates, ratings, tasks
 
 
-def _online_retail(config: RankingDataConfig, say):
-    events = _recent(_load(config, "online_retail", say), None)
+def _online_retail(config: RankingDataConfig, load):
+    events = _recent(load("online_retail"), None)
     purchases = events.of_types((EventType.PURCHASE,))
     cancels = events.of_types((EventType.CANCELLATION,))
     positives = _recent(purchases, config.max_positives)
@@ -253,8 +295,8 @@ def _median_by_item(items: np.ndarray, values: np.ndarray):
     return lookup
 
 
-def _open_bandit(config: RankingDataConfig, say):
-    events = _recent(_load(config, "open_bandit", say), config.max_positives)
+def _open_bandit(config: RankingDataConfig, load):
+    events = _recent(load("open_bandit"), config.max_positives)
     features = events.features
     candidates = Candidates(
         user=events.user,
@@ -278,9 +320,9 @@ def _open_bandit(config: RankingDataConfig, say):
     return candidates, events.take(events.value > 0), (TaskSpec(name="click", kind="binary"),)
 
 
-def _ebnerd(config: RankingDataConfig, say):
-    shown = _recent(_load(config, "ebnerd", say), config.max_positives)
-    history = _load(config, "ebnerd_history", say)
+def _ebnerd(config: RankingDataConfig, load):
+    shown = _recent(load("ebnerd"), config.max_positives)
+    history = load("ebnerd_history")
     clicks = shown.take(shown.value > 0)
     engaged = EventLog(
         user=np.concatenate([history.user, clicks.user]),

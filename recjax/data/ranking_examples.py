@@ -139,7 +139,9 @@ class RankingEncoder:
             session_length=session_length,
             num_positions=int(candidates.position.max()) if candidates.position is not None else 0,
         )
-        numeric = encoder._numeric_raw(candidates.take(train), engaged)
+        train_candidates = candidates.take(train)
+        _, user_count, item_count = encoder._history(train_candidates, engaged)
+        numeric = encoder._numeric_raw(train_candidates, user_count, item_count)
         std = numeric.std(axis=0)
         return dataclasses.replace(
             encoder, numeric_mean=numeric.mean(axis=0), numeric_std=np.where(std > 0, std, 1.0)
@@ -161,18 +163,31 @@ class RankingEncoder:
     def encode(self, candidates: Candidates, engaged: EventLog) -> dict[str, np.ndarray]:
         """Model inputs for `candidates`, with history features from `engaged`.
 
-        At serving time `engaged` is the user's engagements so far and each candidate's
-        timestamp is now; `position` may be None (then 0: the position-free score).
+        Scans `engaged` on every call: fine for building examples; serving encodes with
+        precomputed history instead (`encode_with_history`). `position` may be None
+        (then 0: the position-free score).
         """
+        return self.encode_with_history(candidates, *self._history(candidates, engaged))
+
+    def encode_with_history(
+        self,
+        candidates: Candidates,
+        session: np.ndarray,
+        user_count: np.ndarray,
+        item_count: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Model inputs for `candidates` given their history features: `session` [n, N]
+        item indices of the user's last engagements, the user's and the item's engagement
+        counts [n] (at serving time: `recjax.data.ranking_serving.ServingFeatures`)."""
         n = len(candidates)
-        session, _, _ = self._history(candidates, engaged)
         fields = _categorical_fields(candidates)
         columns, offset = [], 1
         for name, vocab in self.categorical.items():
             local = vocab.lookup(fields[name])
             columns.append(np.where(local == PAD, PAD, offset + local - 1))
             offset += len(vocab) - 1
-        numeric = (self._numeric_raw(candidates, engaged) - self.numeric_mean) / self.numeric_std
+        numeric = self._numeric_raw(candidates, user_count, item_count)
+        numeric = (numeric - self.numeric_mean) / self.numeric_std
         position = np.zeros(n) if candidates.position is None else candidates.position
         return {
             "user": self.users.lookup(candidates.user),
@@ -181,12 +196,13 @@ class RankingEncoder:
             if columns
             else np.zeros((n, 0), np.int32),
             "numeric": numeric.astype(np.float32),
-            "session": session,
+            "session": np.asarray(session, np.int32),
             "position": np.clip(position, 0, self.num_positions).astype(np.int32),
         }
 
-    def _numeric_raw(self, candidates: Candidates, engaged: EventLog) -> np.ndarray:
-        _, user_count, item_count = self._history(candidates, engaged)
+    def _numeric_raw(
+        self, candidates: Candidates, user_count: np.ndarray, item_count: np.ndarray
+    ) -> np.ndarray:
         columns = [np.log1p(user_count), np.log1p(item_count)]
         columns += [
             np.asarray(candidates.numeric[name], np.float64) for name in self.numeric_names[2:]

@@ -13,6 +13,7 @@ Layout of a bundle directory (all arrays are `.npy`/`.npz` read with allow_pickl
                              how the user tower indexes ids (the catalogue may differ)
     user_state.npz           per known user: last `history` items and last context index
     scann/                   ScaNN's own serialization (`recjax.retrieval.scann_index`)
+    ranker/                  optional: the multi-task ranker (`recjax.export.ranker`)
 """
 
 from __future__ import annotations
@@ -105,6 +106,22 @@ def write_bundle(contents: BundleContents, out: str | Path) -> Path:
     }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out
+
+
+def add_directory(bundle: str | Path, name: str, source: str | Path) -> None:
+    """Copies the directory `source` into the (verified) bundle as `name/` and re-seals the
+    manifest with the sha256 of its files."""
+    bundle = Path(bundle)
+    manifest = verify_bundle(bundle)
+    if (bundle / name).exists():
+        raise BundleError(f"{bundle / name} exists already")
+    shutil.copytree(source, bundle / name)
+    manifest["files"] |= {
+        path.relative_to(bundle).as_posix(): _sha256(path)
+        for path in sorted((bundle / name).rglob("*"))
+        if path.is_file()
+    }
+    (bundle / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
 def read_bundle(path: str | Path) -> BundleContents:

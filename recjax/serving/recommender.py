@@ -67,7 +67,7 @@ class Recommender:
         self.item_embeddings = contents.item_embeddings
         self.item_text = contents.item_text
         self._popular = np.argsort(-contents.popularity, kind="stable")
-        self._popularity = contents.popularity
+        self.popularity = contents.popularity
         self._history = contents.user_state["history"]
         self._context = contents.user_state["context"]
         self.index = load_scann_index(contents.scann_dir)
@@ -150,15 +150,15 @@ class Recommender:
     def _funnel(self, query: Query, k: int) -> tuple[list[dict], list[dict]]:
         clock = time.perf_counter()
         vector, cached = self.user_vector(query)
-        stages = [_stage("user_tower", 1, clock, cached=cached)]
+        stages = [stage_report("user_tower", 1, clock, cached=cached)]
         clock = time.perf_counter()
         candidates, approximate = self.index.search(vector[None], self.config.retrieval_candidates)
         candidates, approximate = candidates[0], approximate[0]
-        stages.append(_stage("retrieval", len(candidates), clock))
+        stages.append(stage_report("retrieval", len(candidates), clock))
         clock = time.perf_counter()
         exact = self.item_embeddings[candidates] @ vector
         best = np.argsort(-exact, kind="stable")[:k]
-        stages.append(_stage("pre_ranking", len(best), clock))
+        stages.append(stage_report("pre_ranking", len(best), clock))
         items = [
             self._item(
                 candidates[i],
@@ -172,9 +172,9 @@ class Recommender:
     def _popular_items(self, k: int) -> tuple[list[dict], list[dict]]:
         clock = time.perf_counter()
         best = self._popular[:k]
-        share = self._popularity / max(float(self._popularity.sum()), 1.0)
+        share = self.popularity / max(float(self.popularity.sum()), 1.0)
         items = [self._item(i, float(share[i]), {"popularity": float(share[i])}) for i in best]
-        return items, [_stage("popularity", len(best), clock)]
+        return items, [stage_report("popularity", len(best), clock)]
 
     def _item(self, row: int, score: float, scores: dict[str, float]) -> dict[str, Any]:
         return {
@@ -206,7 +206,8 @@ def _as_ids(vocabulary: Vocabulary, texts: list[str]) -> np.ndarray:
     return np.asarray(texts, dtype=str)
 
 
-def _stage(name: str, candidates: int, started: float, **extra: Any) -> dict[str, Any]:
+def stage_report(name: str, candidates: int, started: float, **extra: Any) -> dict[str, Any]:
+    """One stage's entry of a response: its name, candidates out, and latency since `started`."""
     return {
         "name": name,
         "candidates": int(candidates),

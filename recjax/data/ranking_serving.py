@@ -1,0 +1,112 @@
+"""The ranker's features known before a request arrives, so serving never scans the log.
+
+`RankingEncoder.encode` reads each candidate's history (the user's last engagements, the
+user's and the item's engagement counts) from the engagement log, which costs a scan of
+the whole log per call. `ServingFeatures` computes them once, at the end of the log, for
+every user and item of the encoder's vocabularies, together with the side fields: item
+fields (`ITEM_FIELDS`, e.g. price) per item, and every other field (e.g. country) at the
+user's latest value. Encoding a request is then a few table lookups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from recjax.data.event_log import EventLog
+from recjax.data.ranking_examples import Candidates, RankingEncoder, last_before
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServingFeatures:
+    """Per-user and per-item ranker inputs after all events of a log. Rows follow the
+    encoder's vocabularies (U user rows, I item rows; PAD and OOV rows included)."""
+
+    session: np.ndarray  # [U, n] int32 item indices of the last engagements, oldest first.
+    user_count: np.ndarray  # [U] int64 engagements of each user.
+    item_count: np.ndarray  # [I] int64 engagements of each item.
+    user_fields: dict[str, np.ndarray]  # Request fields: [U] the user's latest value.
+    item_fields: dict[str, np.ndarray]  # Item fields: [I] the item's value.
+
+    @classmethod
+    def build(
+        cls,
+        encoder: RankingEncoder,
+        candidates: Candidates,
+        engaged: EventLog,
+        item_fields: tuple[str, ...] = (),
+    ) -> ServingFeatures:
+        """History after every event of `engaged`; side fields from `candidates` (a field
+        never seen for a user or item gets the field's most common value)."""
+        users = np.arange(len(encoder.users))
+        items = np.arange(len(encoder.items))
+        engaged_user = encoder.users.lookup(engaged.user)
+        engaged_item = encoder.items.lookup(engaged.item)
+        after = np.iinfo(np.int64).max // 4  # Later than every event.
+        session, user_count = last_before(
+            engaged_user,
+            engaged.timestamp,
+            engaged_item,
+            users,
+            np.full(len(users), after),
+            encoder.session_length,
+        )
+        _, item_count = last_before(
+            engaged_item, engaged.timestamp, engaged_item, items, np.full(len(items), after), 0
+        )
+        fields = {**candidates.categorical, **candidates.numeric}
+        user_key = encoder.users.lookup(candidates.user)
+        item_key = encoder.items.lookup(candidates.item)
+        return cls(
+            session=session,
+            user_count=user_count,
+            item_count=item_count,
+            user_fields={
+                name: _latest(user_key, candidates.timestamp, values, len(users))
+                for name, values in fields.items()
+                if name not in item_fields
+            },
+            item_fields={
+                name: _latest(item_key, candidates.timestamp, values, len(items))
+                for name, values in fields.items()
+                if name in item_fields
+            },
+        )
+
+    def encode(
+        self, encoder: RankingEncoder, user: np.ndarray, items: np.ndarray, timestamp: int
+    ) -> dict[str, np.ndarray]:
+        """Model inputs for one user (a raw id, 0-d) and candidate `items` [m] (raw ids),
+        shown at `timestamp` (unix seconds), without a display position."""
+        m = len(items)
+        user_row = encoder.users.lookup(np.asarray(user).reshape(1))
+        item_rows = encoder.items.lookup(items)
+        fields = {name: np.repeat(v[user_row], m) for name, v in self.user_fields.items()}
+        fields |= {name: v[item_rows] for name, v in self.item_fields.items()}
+        candidates = Candidates(
+            user=np.repeat(np.asarray(user).reshape(1), m),
+            item=items,
+            timestamp=np.full(m, timestamp, np.int64),
+            categorical={name: fields[name] for name in encoder.categorical if name in fields},
+            numeric={name: fields[name] for name in encoder.numeric_names[2:]},
+        )
+        return encoder.encode_with_history(
+            candidates,
+            np.repeat(self.session[user_row], m, axis=0),
+            np.repeat(self.user_count[user_row], m),
+            self.item_count[item_rows],
+        )
+
+
+def _latest(keys: np.ndarray, times: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    """[size] the value at each key's latest time; the most common value where a key has
+    none."""
+    values = np.asarray(values)
+    unique, counts = np.unique(values, return_counts=True)
+    table = np.full(size, unique[counts.argmax()], dtype=values.dtype)
+    order = np.lexsort((times, keys))
+    sorted_keys = keys[order]
+    last = np.r_[sorted_keys[1:] != sorted_keys[:-1], True]
+    table[sorted_keys[last]] = values[order][last]
+    return table
