@@ -74,6 +74,21 @@ class ServingFeatures:
             },
         )
 
+    def candidates(
+        self, encoder: RankingEncoder, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray
+    ) -> Candidates:
+        """Raw (user, item) pairs [n] shown at `timestamps` [n], with their side fields."""
+        user_rows, item_rows = encoder.users.lookup(users), encoder.items.lookup(items)
+        fields = {name: v[user_rows] for name, v in self.user_fields.items()}
+        fields |= {name: v[item_rows] for name, v in self.item_fields.items()}
+        return Candidates(
+            user=users,
+            item=items,
+            timestamp=np.asarray(timestamps, np.int64),
+            categorical={name: fields[name] for name in encoder.categorical if name in fields},
+            numeric={name: fields[name] for name in encoder.numeric_names[2:]},
+        )
+
     def encode(
         self, encoder: RankingEncoder, user: np.ndarray, items: np.ndarray, timestamp: int
     ) -> dict[str, np.ndarray]:
@@ -81,21 +96,12 @@ class ServingFeatures:
         shown at `timestamp` (unix seconds), without a display position."""
         m = len(items)
         user_row = encoder.users.lookup(np.asarray(user).reshape(1))
-        item_rows = encoder.items.lookup(items)
-        fields = {name: np.repeat(v[user_row], m) for name, v in self.user_fields.items()}
-        fields |= {name: v[item_rows] for name, v in self.item_fields.items()}
-        candidates = Candidates(
-            user=np.repeat(np.asarray(user).reshape(1), m),
-            item=items,
-            timestamp=np.full(m, timestamp, np.int64),
-            categorical={name: fields[name] for name in encoder.categorical if name in fields},
-            numeric={name: fields[name] for name in encoder.numeric_names[2:]},
-        )
+        users = np.repeat(np.asarray(user).reshape(1), m)
         return encoder.encode_with_history(
-            candidates,
+            self.candidates(encoder, users, items, np.full(m, timestamp)),
             np.repeat(self.session[user_row], m, axis=0),
             np.repeat(self.user_count[user_row], m),
-            self.item_count[item_rows],
+            self.item_count[encoder.items.lookup(items)],
         )
 
 
