@@ -50,6 +50,15 @@ METHODS = {  # (score + top-k, embedding bag) per mode
     "gpu": (("naive", "pallas"), ("naive", "blocked", "pallas")),
 }
 WORKER_TIMEOUT_S = 300
+SUMMARY_KEYS = (  # printed for each configuration as it finishes
+    "method",
+    "batch",
+    "seconds",
+    "peak_memory_rise_bytes",
+    "fraction_of_peak_bandwidth",
+    "skipped",
+    "failed",
+)
 GIB = 2**30
 
 
@@ -74,42 +83,43 @@ def free_bytes() -> int:
     return int(line.split()[1]) * 1024
 
 
-def run_all(mode: str) -> dict:
-    """Every configuration of `mode` ("cpu" or "gpu"); the results dict that is saved."""
+def run_all(mode: str, path: Path, peak_bytes_per_second: float | None = None) -> dict:
+    """Runs every configuration of `mode` ("cpu" or "gpu"), saving the results to `path`
+    after each one (a run cut short keeps what it measured), and returns them. With
+    `peak_bytes_per_second`, each row also gets its fraction of that bandwidth."""
     top_k_methods, bag_methods = METHODS[mode]
-    top_k = []
-    for batch in BATCHES:
-        for method in top_k_methods:
-            scores_bytes = batch * NUM_ITEMS * 4
-            if mode == "cpu" and method == "naive" and 2 * scores_bytes > free_bytes() - 2 * GIB:
-                top_k.append({"method": method, "batch": batch, "skipped": "scores do not fit"})
-                continue
-            top_k.append(
-                run_worker(
-                    "score_top_k", method=method, batch=batch, num_items=NUM_ITEMS, dim=DIM, k=K
-                )
-            )
-    bag = [run_worker("embedding_bag", method=method, **BAG) for method in bag_methods]
-    return {
+    results: dict = {
         "environment": {
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "jax": importlib.metadata.version("jax"),
             "command": " ".join(["python experiments/kernel_benchmark.py", *sys.argv[1:]]),
         },
-        "score_top_k": top_k,
-        "embedding_bag": bag,
+        "peak_bandwidth_bytes_per_second": peak_bytes_per_second,
+        "score_top_k": [],
+        "embedding_bag": [],
     }
 
-
-def add_peak_fraction(results: dict, peak_bytes_per_second: float) -> None:
-    """Adds each row's achieved bandwidth as a fraction of the device's peak."""
-    results["peak_bandwidth_bytes_per_second"] = peak_bytes_per_second
-    for row in results["score_top_k"] + results["embedding_bag"]:
-        if "bandwidth_bytes_per_second" in row:
+    def record(section: str, row: dict) -> None:
+        if peak_bytes_per_second and "bandwidth_bytes_per_second" in row:
             row["fraction_of_peak_bandwidth"] = (
                 row["bandwidth_bytes_per_second"] / peak_bytes_per_second
             )
+        results[section].append(row)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        print("   ", json.dumps({key: row[key] for key in SUMMARY_KEYS if key in row}), flush=True)
+
+    for batch in BATCHES:
+        for method in top_k_methods:
+            scores_bytes = batch * NUM_ITEMS * 4
+            if mode == "cpu" and method == "naive" and 2 * scores_bytes > free_bytes() - 2 * GIB:
+                record("score_top_k", {"method": method, "batch": batch, "skipped": "no memory"})
+                continue
+            shape = {"batch": batch, "num_items": NUM_ITEMS, "dim": DIM, "k": K}
+            record("score_top_k", run_worker("score_top_k", method=method, **shape))
+    for method in bag_methods:
+        record("embedding_bag", run_worker("embedding_bag", method=method, **BAG))
+    return results
 
 
 def _mib(value: float) -> str:
@@ -167,29 +177,13 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="GPU methods; kernels_gpu.json")
     parser.add_argument("--peak-tbps", type=float, default=4.8, help="device peak (H200: 4.8)")
     args = parser.parse_args()
-    results = run_all("gpu" if args.gpu else "cpu")
-    if args.gpu:
-        add_peak_fraction(results, args.peak_tbps * 1e12)
     path = RESULTS / ("kernels_gpu.json" if args.gpu else "kernels.json")
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {path}")
     if args.gpu:
-        for row in results["score_top_k"] + results["embedding_bag"]:
-            print(
-                json.dumps(
-                    {
-                        key: row.get(key)
-                        for key in (
-                            "method",
-                            "batch",
-                            "seconds",
-                            "fraction_of_peak_bandwidth",
-                            "failed",
-                        )
-                    }
-                )
-            )
+        run_all("gpu", path, args.peak_tbps * 1e12)
+        print(f"wrote {path}")
         return
+    results = run_all("cpu", path)
+    print(f"wrote {path}")
     table = table_markdown(results)
     print(table)
     if args.readme:
