@@ -13,6 +13,7 @@ from typing import Any
 from recjax.data.examples import ExampleConfig
 from recjax.data.pipeline import BatchConfig
 from recjax.data.sources import DataConfig
+from recjax.models.sequence import SequenceEncoderConfig
 from recjax.models.two_tower import TwoTowerConfig
 from recjax.retrieval.scann_index import ScannConfig
 from recjax.sharding.mesh import MeshConfig
@@ -42,6 +43,12 @@ class TrainConfig:
     max_steps: int | None = None  # Stop after this many steps (overrides num_epochs if smaller).
     temperature: float = 0.05  # Softmax temperature over L2-normalised vectors.
     log_every_steps: int = 50  # Metrics to metrics.jsonl/TensorBoard every this many steps.
+    # Model selection on validation: every this many epochs (and at the end), score the
+    # validation queries (`EvalConfig.selection_metric`); the best step's params are kept
+    # and evaluated. None: no validation during training; the last step's are evaluated.
+    validate_every_epochs: float | None = None
+    # Stop after this many validations in a row without improvement (0: never stop early).
+    early_stopping_patience: int = 0
     batch: BatchConfig = BatchConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
 
@@ -55,6 +62,7 @@ class EvalConfig:
     cooccurrence_window: int = 5  # Baseline: pairs within this many positions co-occur.
     batch_size: int = 256  # Users scored at once.
     max_users: int | None = None  # Evaluate only the first N users (smoke runs).
+    selection_metric: str = "ndcg@10"  # Validation metric that picks the best step.
     show_examples: int = 3  # Users whose recommendations are printed after training.
 
 
@@ -66,7 +74,7 @@ class ExperimentConfig:
     seed: int = 0  # Parameter initialisation seed.
     data: DataConfig = DataConfig()
     examples: ExampleConfig = ExampleConfig()
-    model: TwoTowerConfig = TwoTowerConfig()
+    model: TwoTowerConfig | SequenceEncoderConfig = TwoTowerConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     scann: ScannConfig = ScannConfig()
@@ -139,6 +147,13 @@ def _convert(hint: Any, value: Any) -> Any:
     if value is None:
         return None
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    configs = [option for option in options if dataclasses.is_dataclass(option)]
+    if len(configs) > 1:  # Tagged union: the saved `kind` names the config class.
+        kinds = {option.__dataclass_fields__["kind"].default: option for option in configs}
+        kind = value.get("kind", next(iter(kinds)))
+        if kind not in kinds:
+            raise ValueError(f"Unknown kind {kind!r}; expected one of {', '.join(kinds)}.")
+        return _build(kinds[kind], value)
     for option in options:
         if dataclasses.is_dataclass(option):
             return _build(option, value)

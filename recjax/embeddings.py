@@ -1,4 +1,5 @@
-"""User and item vectors of a trained two-tower, computed in fixed-size jitted batches."""
+"""User and item vectors of a trained model (two-tower or sequence encoder), computed in
+fixed-size jitted batches."""
 
 from __future__ import annotations
 
@@ -9,27 +10,37 @@ import jax
 import numpy as np
 
 from recjax.data.examples import RetrievalData
+from recjax.models.sequence import SequenceEncoder
 from recjax.models.two_tower import TwoTower
 
-
-@functools.partial(jax.jit, static_argnums=0)
-def _encode_items(model: TwoTower, params: Any, items, tokens) -> jax.Array:
-    return model.apply({"params": params}, items, tokens, method=TwoTower.encode_items)
+Model = TwoTower | SequenceEncoder
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode_users(model: TwoTower, params: Any, features: dict[str, jax.Array]) -> jax.Array:
+def _encode_items(model: Model, params: Any, items, tokens) -> jax.Array:
+    return model.apply({"params": params}, items, tokens, method="encode_items")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_users(model: Model, params: Any, features: dict[str, jax.Array]) -> jax.Array:
+    events = {}
+    if isinstance(model, SequenceEncoder):
+        events = dict(
+            history_age_bl=features.get("history_age"),
+            history_event_type_bl=features.get("history_event_type"),
+        )
     return model.apply(
         {"params": params},
         features["user"],
         features["history"],
         features["context"],
-        method=TwoTower.encode_users,
+        **events,
+        method="encode_users",
     )
 
 
 def item_vectors(
-    model: TwoTower, params: Any, data: RetrievalData, *, batch_size: int = 4096
+    model: Model, params: Any, data: RetrievalData, *, batch_size: int = 4096
 ) -> np.ndarray:
     """[num_items, d] vectors of every item index (padding and OOV rows included)."""
     items = np.arange(data.num_items, dtype=np.int32)
@@ -41,9 +52,10 @@ def item_vectors(
 
 
 def user_vectors(
-    model: TwoTower, params: Any, features: dict[str, np.ndarray], *, batch_size: int = 1024
+    model: Model, params: Any, features: dict[str, np.ndarray], *, batch_size: int = 1024
 ) -> np.ndarray:
-    """[b, d] query vectors from user-tower features (`RetrievalData.query_features`)."""
+    """[b, d] query vectors from user-tower features (`RetrievalData.query_features`; a
+    sequence encoder with time or event-type features needs them with `events=True`)."""
     return _in_batches(
         lambda rows: _encode_users(model, params, {k: v[rows] for k, v in features.items()}),
         len(features["user"]),

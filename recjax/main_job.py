@@ -21,9 +21,10 @@ from recjax.data.sources import load_events
 from recjax.data.splits import Role
 from recjax.embeddings import item_vectors, user_vectors
 from recjax.evaluation.retrieval_suite import evaluate_retrieval, limited_eval_set
+from recjax.models.sequence import SequenceEncoderConfig
 from recjax.retrieval.benchmark import benchmark_retrieval
 from recjax.sharding.mesh import MeshConfig
-from recjax.training.trainer import TrainedModel, restore_trained, train
+from recjax.training.trainer import TrainedModel, Validator, restore_trained, train
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -71,7 +72,9 @@ def train_and_evaluate(
         if main:
             _save_config(config, workdir)
         start = time.perf_counter()
-        trained = train(config, data, workdir, progress=progress)
+        # Validation scores on one host; a multi-process job trains to the end instead.
+        validate = make_validator(config, data) if jax.process_count() == 1 else None
+        trained = train(config, data, workdir, progress=progress, validate=validate)
         say(
             f"training: {trained.how} → step {int(trained.state.step)} "
             f"({time.perf_counter() - start:.1f}s)"
@@ -85,6 +88,34 @@ def train_and_evaluate(
         (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     say(f"wrote {workdir / RESULTS_FILE}")
     return results
+
+
+def model_name(config: ExperimentConfig) -> str:
+    """The model's row name in metric tables: "two_tower", "sasrec", "hstu"..."""
+    if isinstance(config.model, SequenceEncoderConfig):
+        return config.model.architecture
+    return "two_tower"
+
+
+def make_validator(config: ExperimentConfig, data: RetrievalData) -> Validator:
+    """Scores a model's `config.eval.selection_metric` on the validation queries (the
+    model alone: no baselines), for model selection during training."""
+    queries = limited_eval_set(data, Role.VALID, config.eval)
+    features = data.query_features(queries.positions, events=True)
+
+    def validate(model, params) -> float:
+        metrics = evaluate_retrieval(
+            data,
+            queries,
+            user_vectors(model, params, features),
+            item_vectors(model, params, data),
+            config.eval,
+            model_name="model",
+            baselines=False,
+        )
+        return metrics["model"][config.eval.selection_metric]
+
+    return validate
 
 
 def _gathered(trained: TrainedModel) -> TrainedModel:
@@ -140,13 +171,15 @@ def evaluate(
     metrics = {}
     for role in (Role.VALID, Role.TEST):
         queries = limited_eval_set(data, role, config.eval)
-        users_qd = user_vectors(trained.model, params, data.query_features(queries.positions))
+        features = data.query_features(queries.positions, events=True)
+        users_qd = user_vectors(trained.model, params, features)
         metrics[role.name.lower()] = evaluate_retrieval(
             data,
             queries,
             users_qd,
             items_nd,
             config.eval,
+            model_name=model_name(config),
             progress=progress,
             label=f"{role.name.lower()} ",
         )

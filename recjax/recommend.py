@@ -1,4 +1,4 @@
-"""Top-k recommendations for known users from a trained two-tower."""
+"""Top-k recommendations for known users from a trained model (two-tower or sequence encoder)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def recommend(
         ) from None
     params = trained.state.params
     items_nd = item_vectors(trained.model, params, data)
-    query_d = user_vectors(trained.model, params, data.query_features(positions, rows))[0]
+    query_d = user_vectors(
+        trained.model, params, data.query_features(positions, rows, events=True)
+    )[0]
     excluded = np.arange(data.items.first_known)  # padding and OOV are not items
     if exclude_seen:
         seen = data.timelines.items[data.timelines.offsets[rows[0]] : positions[0]]

@@ -57,6 +57,7 @@ class RetrievalData:
     timelines: UserTimelines
     roles: np.ndarray  # [n] int8 `Role` per timeline position.
     context: np.ndarray  # [n] int32 context index per timeline position (PAD if none).
+    event_type: np.ndarray  # [n] int32 `EventType` per timeline position.
     item_tokens: np.ndarray  # [num_items, text_tokens] int32 hashed text tokens, 0 padded.
     item_text: np.ndarray  # [num_items] display text (item text, else raw id).
     train_counts: np.ndarray  # [num_items] int64 training occurrences of each item.
@@ -90,6 +91,7 @@ class RetrievalData:
             timelines=timelines,
             roles=roles,
             context=context,
+            event_type=positives.event_type[timelines.source_rows].astype(np.int32),
             item_tokens=item_tokens,
             item_text=item_text,
             train_counts=np.bincount(train_items, minlength=len(items)),
@@ -103,18 +105,36 @@ class RetrievalData:
         return np.flatnonzero(self.roles == Role.TRAIN)
 
     def query_features(
-        self, positions: np.ndarray, rows: np.ndarray | None = None
+        self, positions: np.ndarray, rows: np.ndarray | None = None, *, events: bool = False
     ) -> dict[str, np.ndarray]:
         """User-tower inputs for queries made just before each flat position.
 
         With `rows` (timeline rows), a position may be one past its timeline's end: the
         query after all of that user's events, with the context of their last event.
+        With `events`, also each history event's type and age (seconds before the latest
+        history event), aligned with `history` (0 on padding).
         """
         rows = self.timelines.row_of(positions) if rows is None else rows
-        return {
+        features = {
             "user": self.timelines.users[rows].astype(np.int32),
             "history": self.timelines.history(positions, self.config.history_length, rows),
             "context": self.context[np.minimum(positions, self.timelines.offsets[rows + 1] - 1)],
+        }
+        if events:
+            features.update(self._history_events(positions, rows))
+        return features
+
+    def _history_events(self, positions: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """`history_event_type` and `history_age` [b, history_length] before each position."""
+        length = self.config.history_length
+        window = np.asarray(positions, dtype=np.int64)[:, None] - length + np.arange(length)
+        inside = window >= self.timelines.offsets[rows][:, None]
+        safe = np.where(inside, window, 0)
+        times = np.where(inside, self.timelines.timestamps[safe], 0)
+        age = np.where(inside, times[:, -1:] - times, 0)
+        return {
+            "history_event_type": np.where(inside, self.event_type[safe], 0).astype(np.int32),
+            "history_age": np.minimum(age, np.iinfo(np.int32).max).astype(np.int32),
         }
 
     def latest_positions(self, raw_users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation of the two-tower next to its baselines, on one held-out role."""
+"""Full-ranking evaluation of a retrieval model next to its baselines, on one held-out role."""
 
 from __future__ import annotations
 
@@ -36,32 +36,23 @@ def evaluate_retrieval(
     item_vectors: np.ndarray,
     config: EvalConfig,
     *,
+    model_name: str = "two_tower",
+    baselines: bool = True,
     progress: bool = False,
     label: str = "",
 ) -> dict[str, dict[str, float]]:
-    """Metrics of the two-tower, most-popular and last-item co-occurrence on `queries`.
+    """Metrics of the model (under `model_name`) and, with `baselines`, of most-popular and
+    last-item co-occurrence on `queries`.
 
     Padding and OOV indices are never candidates. With `config.exclude_seen`, items the
     user had before the query are removed from every model's candidates.
     """
     not_item_n = np.arange(data.num_items) < data.items.first_known
     excluded = queries.seen if config.exclude_seen else None
-    train = data.roles == Role.TRAIN
-    popularity_n = popularity_scores(data.timelines.items[train], data.num_items)
-    cooccurrence = _fit_cooccurrence(data, train, config.cooccurrence_window)
-    starts_q = data.timelines.offsets[data.timelines.row_of(queries.positions)]
-    last_item_q = np.where(
-        queries.positions > starts_q, data.timelines.items[np.maximum(queries.positions - 1, 0)], -1
-    )
-
     users_qd, items_nd = jnp.asarray(user_vectors), jnp.asarray(item_vectors)
-    scorers = {
-        "two_tower": lambda rows: _dot_scores(users_qd[rows], items_nd, not_item_n),
-        "popularity": lambda rows: _masked(
-            np.broadcast_to(popularity_n, (len(rows), len(popularity_n))), not_item_n
-        ),
-        "cooccurrence": lambda rows: _masked(cooccurrence.scores(last_item_q[rows]), not_item_n),
-    }
+    scorers = {model_name: lambda rows: _dot_scores(users_qd[rows], items_nd, not_item_n)}
+    if baselines:
+        scorers |= _baseline_scorers(data, queries, config, not_item_n)
     return {
         name: evaluate_full_ranking(
             score,
@@ -73,6 +64,25 @@ def evaluate_retrieval(
             desc=f"{label}{name}",
         )
         for name, score in scorers.items()
+    }
+
+
+def _baseline_scorers(
+    data: RetrievalData, queries: EvalSet, config: EvalConfig, not_item_n: np.ndarray
+) -> dict:
+    """Score functions of most-popular and last-item co-occurrence."""
+    train = data.roles == Role.TRAIN
+    popularity_n = popularity_scores(data.timelines.items[train], data.num_items)
+    cooccurrence = _fit_cooccurrence(data, train, config.cooccurrence_window)
+    starts_q = data.timelines.offsets[data.timelines.row_of(queries.positions)]
+    last_item_q = np.where(
+        queries.positions > starts_q, data.timelines.items[np.maximum(queries.positions - 1, 0)], -1
+    )
+    return {
+        "popularity": lambda rows: _masked(
+            np.broadcast_to(popularity_n, (len(rows), len(popularity_n))), not_item_n
+        ),
+        "cooccurrence": lambda rows: _masked(cooccurrence.scores(last_item_q[rows]), not_item_n),
     }
 
 

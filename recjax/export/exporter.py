@@ -19,6 +19,7 @@ from recjax.data.examples import RetrievalData
 from recjax.embeddings import item_vectors
 from recjax.export.bundle import BundleContents, flatten_params, write_bundle
 from recjax.main_job import load_config, load_data
+from recjax.models.sequence import SequenceEncoder
 from recjax.models.two_tower import TwoTower
 from recjax.retrieval.scann_index import build_scann_index, save_scann_index
 from recjax.training.trainer import TrainedModel, restore_trained
@@ -26,11 +27,19 @@ from recjax.training.trainer import TrainedModel, restore_trained
 PLATFORMS = ("cpu", "cuda")  # Lowered for both: the same bundle serves on CPU or GPU hosts.
 
 
-def export_user_tower(model: TwoTower, params: Any, history_length: int) -> bytes:
-    """Serialized `jax.export` of f(params, user[b], history[b, H], context[b]) -> [b, d]."""
+def export_user_tower(model: TwoTower | SequenceEncoder, params: Any, history_length: int) -> bytes:
+    """Serialized `jax.export` of f(params, user[b], history[b, H], context[b]) -> [b, d]:
+    the two-tower's user tower, or a sequence encoder's query vector (its last state)."""
+    if isinstance(model, SequenceEncoder) and (
+        model.config.time_features or model.config.event_type_features
+    ):
+        raise ValueError(
+            "Bundles carry item histories only: a sequence encoder with time_features or "
+            "event_type_features can't be exported yet (train one without them to serve it)."
+        )
 
     def user_tower(params, user, history, context):
-        return model.apply({"params": params}, user, history, context, method=TwoTower.encode_users)
+        return model.apply({"params": params}, user, history, context, method="encode_users")
 
     (batch,) = export.symbolic_shape("b")
     abstract_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)

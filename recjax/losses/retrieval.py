@@ -26,6 +26,7 @@ def sampled_softmax_loss(
     negative_ids_m: jax.Array | None = None,
     negative_log_q_m: jax.Array | None = None,
     remove_accidental_hits: bool = True,
+    weights_b: jax.Array | None = None,
 ) -> jax.Array:
     """Mean cross-entropy of each query's positive against the other candidates.
 
@@ -45,6 +46,8 @@ def sampled_softmax_loss(
       negatives_md, negative_ids_m, negative_log_q_m: optional extra negatives
         (e.g. uniformly sampled), their ids and log expected counts.
       remove_accidental_hits: mask candidates equal to the row's positive.
+      weights_b: per-query loss weights (0 = a padding query, which is also never a
+        candidate for the others); the mean is weighted. None = all 1.
     """
     candidates_cd = positives_bd
     candidate_ids_c = positive_ids_b
@@ -61,5 +64,10 @@ def sampled_softmax_loss(
     if remove_accidental_hits:
         same_item_bc = candidate_ids_c[None, :] == positive_ids_b[:, None]
         logits_bc = jnp.where(same_item_bc & ~is_positive_bc, -jnp.inf, logits_bc)
+    if weights_b is None:
+        losses_b = optax.softmax_cross_entropy_with_integer_labels(logits_bc, jnp.arange(batch))
+        return losses_b.mean()
+    is_padding_c = jnp.zeros(candidates_cd.shape[0], bool).at[:batch].set(weights_b == 0)
+    logits_bc = jnp.where(is_padding_c[None, :] & ~is_positive_bc, -jnp.inf, logits_bc)
     losses_b = optax.softmax_cross_entropy_with_integer_labels(logits_bc, jnp.arange(batch))
-    return losses_b.mean()
+    return jnp.sum(weights_b * losses_b) / jnp.maximum(jnp.sum(weights_b), 1e-9)

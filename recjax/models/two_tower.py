@@ -10,6 +10,7 @@ Corpus Item Recommendations" (RecSys 2019).
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import flax.linen as nn
 import jax
@@ -22,6 +23,7 @@ from recjax.data.vocab import PAD
 class TwoTowerConfig:
     """Sizes of the two towers."""
 
+    kind: Literal["two_tower"] = "two_tower"  # Tells model configs apart in saved JSON.
     embedding_dim: int = 64  # Width of every id/token embedding table.
     hidden_dims: tuple[int, ...] = (256,)  # Hidden layers of each tower's MLP.
     output_dim: int = 64  # Width of the shared user/item space (L2-normalised).
