@@ -6,7 +6,7 @@
 
 Variants are `<dataset>_<model>[_smoke]`: datasets beauty, yelp, lastfm (S3-Rec files in
 ../shared/data/s3rec-seqrec) and ml1m (MovieLens-1M: a folder with ratings.dat, given
-with --data, or `--data tfds` to fetch it through tensorflow-datasets); models sasrec,
+with --data, or `--data tfds:1m-ratings` to fetch it through tensorflow-datasets); models sasrec,
 hstu, bag_of_events. The published protocol: leave-one-out (last item test, the one
 before it validation), full ranking over the catalogue with the user's earlier items
 removed; the step with the best validation NDCG@10 is evaluated on test.
@@ -35,12 +35,17 @@ SEQREC = SHARED_DATA / "s3rec-seqrec"
 
 # (data, max length, epochs, dropout): per dataset, as in the SASRec/S3-Rec papers'
 # settings (50 events; 200 for MovieLens-1M's long histories; more dropout on sparse sets).
+# Epochs set the learning-rate schedule; early stopping usually ends runs sooner.
 DATASETS = {
-    "beauty": (DataConfig(format="seqrec", path=str(SEQREC / "Beauty.txt")), 50, 60.0, 0.5),
-    "yelp": (DataConfig(format="seqrec", path=str(SEQREC / "Yelp.txt")), 50, 40.0, 0.5),
-    "lastfm": (DataConfig(format="seqrec", path=str(SEQREC / "LastFM.txt")), 50, 100.0, 0.5),
-    "ml1m": (DataConfig(format="movielens_1m"), 200, 60.0, 0.2),
+    "beauty": (DataConfig(format="seqrec", path=str(SEQREC / "Beauty.txt")), 50, 30.0, 0.5),
+    "yelp": (DataConfig(format="seqrec", path=str(SEQREC / "Yelp.txt")), 50, 20.0, 0.5),
+    "lastfm": (DataConfig(format="seqrec", path=str(SEQREC / "LastFM.txt")), 50, 60.0, 0.5),
+    "ml1m": (DataConfig(format="movielens_1m"), 200, 40.0, 0.2),
 }
+# Cosine scores at temperature 0.05 (L2-normalised queries and items): on Beauty this
+# reached validation NDCG@10 0.033 after 4 epochs where SASRec's raw dot product was
+# still below 0.01 (same model, data and optimizer).
+TEMPERATURE = 0.05
 
 
 def get_config(variant: str = "beauty_sasrec") -> ExperimentConfig:
@@ -67,12 +72,13 @@ def get_config(variant: str = "beauty_sasrec") -> ExperimentConfig:
             dropout=dropout,
             attention_dropout=dropout,
             time_features=timed,
+            temperature=TEMPERATURE,
         ),
         train=TrainConfig(
             num_epochs=epochs,
             log_every_steps=20,
             validate_every_epochs=1.0,
-            early_stopping_patience=5,
+            early_stopping_patience=4,
             batch=BatchConfig(batch_size=64),  # Packed rows: ~3,200 positions.
             optimizer=OptimizerConfig(
                 learning_rate=2e-3, table_learning_rate=2e-3, weight_decay=0.0, warmup_steps=50

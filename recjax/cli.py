@@ -10,6 +10,7 @@ from pathlib import Path
 
 from recjax.config import ExperimentConfig, load_experiment
 from recjax.data.report import DataFormatError
+from recjax.data.sources import DataConfig
 from recjax.sharding.mesh import parse_mesh
 
 DEFAULT_RUNS = Path("runs")
@@ -74,7 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         "experiments/online_retail.py:smoke (default: the embedded-data job)",
     )
     train.add_argument("--workdir", type=Path, help="run directory (default: runs/<name>)")
-    train.add_argument("--data", help="data file or folder, overriding the config's path")
+    train.add_argument(
+        "--data",
+        help="data file or folder, overriding the config's path; tfds:NAME (e.g. "
+        "tfds:1m-ratings) reads MovieLens through TensorFlow Datasets when online",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     cluster = train.add_argument_group(
         "multi-process training (one process per host; default: $RECJAX_COORDINATOR etc.)"
@@ -168,9 +173,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_experiment(args.config) if args.config else ExperimentConfig()
     if args.data:
-        if not Path(args.data).exists():
-            raise FileNotFoundError(f"--data {args.data}: no such file or folder")
-        config = dataclasses.replace(config, data=dataclasses.replace(config.data, path=args.data))
+        config = dataclasses.replace(config, data=_data_override(config.data, args.data))
     if args.mesh:
         config = dataclasses.replace(config, mesh=parse_mesh(args.mesh))
     workdir = args.workdir or DEFAULT_RUNS / config.name
@@ -192,6 +195,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     mesh = parse_mesh(args.mesh) if args.mesh else None
     evaluate_workdir(args.workdir, mesh=mesh, progress=not args.no_progress)
     return 0
+
+
+def _data_override(data: DataConfig, value: str) -> DataConfig:
+    """`--data PATH` keeps the config's format; `--data tfds:NAME` reads MovieLens through
+    TensorFlow Datasets (e.g. tfds:1m-ratings; needs network and the tfds extra)."""
+    if value.startswith("tfds:"):
+        return dataclasses.replace(data, format="tfds_movielens", path=value.removeprefix("tfds:"))
+    if not Path(value).exists():
+        raise FileNotFoundError(f"--data {value}: no such file or folder")
+    return dataclasses.replace(data, path=value)
 
 
 def _recommend(args: argparse.Namespace) -> int:
