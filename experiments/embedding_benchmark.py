@@ -26,8 +26,9 @@ reported. `rows/s` counts looked-up ids (81,920 a step), not distinct rows. Tabl
 filled with a cheap deterministic pattern rather than random numbers (the values do not
 change the work; a 50M-row normal draw would take longer than the benchmark).
 
-Part 2, training throughput (examples/s) of `experiments/online_retail.py:smoke`
-through `recjax.training.trainer.train`, 60 steps, read from the run's metrics.jsonl
+Part 2, training throughput (examples/s) of the two-tower and SASRec smoke experiments
+(`online_retail.py:smoke`, `sequential.py:beauty_sasrec_smoke`; `--devices-only` re-times
+just this part) through `recjax.training.trainer.train`, 60 steps, read from the run's metrics.jsonl
 (`train/examples_per_sec`, median of the 10-step windows after the first, which holds
 the compile), with `XLA_FLAGS=--xla_force_host_platform_device_count=8` and a mesh of
 data=8 vs data=1, plus a process without the flag. The 8 fake CPU devices share the
@@ -72,6 +73,12 @@ PROCESS_LIMIT = 20 * GIB  # no worker may grow past this (the watchdog kills it)
 HEADROOM = 2 * GIB  # left to the rest of the machine
 METHODS = ("rowwise", "adagrad", "dense")
 MESHES = (("1 device (no flag)", 1, 1), ("8 devices, data=1", 8, 1), ("8 devices, data=8", 8, 8))
+# (model, experiment): smoke configs timed on each mesh; examples are (query, item) pairs
+# for the two-tower and whole user sequences for SASRec.
+TRAINING_EXPERIMENTS = (
+    ("two-tower", "online_retail.py:smoke"),
+    ("SASRec", "sequential.py:beauty_sasrec_smoke"),
+)
 
 
 def zipf_ids(num_rows: int, seed: int = 0) -> np.ndarray:
@@ -210,8 +217,8 @@ def table_worker(method: str, num_rows: int, repeats: int) -> dict:
     return result
 
 
-def devices_worker(data: int, steps: int) -> dict:
-    """Trains the Online Retail smoke config on a data=`data` mesh; examples/s windows."""
+def devices_worker(spec: str, data: int, steps: int) -> dict:
+    """Trains the smoke experiment `spec` on a data=`data` mesh; examples/s windows."""
     import jax
 
     from recjax.config import load_experiment
@@ -220,7 +227,7 @@ def devices_worker(data: int, steps: int) -> dict:
     from recjax.training.metrics_writer import read_metrics
     from recjax.training.trainer import train
 
-    config = load_experiment(str(EXPERIMENTS / "online_retail.py") + ":smoke")
+    config = load_experiment(str(EXPERIMENTS / spec))
     config = dataclasses.replace(
         config,
         mesh=MeshConfig(data=data, model=1),
@@ -230,7 +237,7 @@ def devices_worker(data: int, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as workdir:
         train(config, data_, workdir, progress=False)
         records = read_metrics(workdir)
-    windows = [record["train/examples_per_sec"] for record in records]
+    windows = [record["train/examples_per_sec"] for record in records if "train/loss" in record]
     return {
         "devices": len(jax.devices()),
         "mesh_data": data,
@@ -333,21 +340,6 @@ def run(sizes=SIZES, repeats: int = 5, device_steps: int = 60, say=print) -> dic
                 )
         tables.append(entry)
 
-    devices = []
-    for name, count, data in MESHES:
-        env = {"JAX_PLATFORMS": "cpu"}
-        if count > 1:
-            env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
-        else:
-            env["XLA_FLAGS"] = ""
-        result = _run_worker(["--devices", str(data), "--steps", str(device_steps)], env)
-        devices.append({"name": name, **result})
-        say(f"{name:20s}  {result.get('examples_per_sec', result.get('skipped')):,.0f} ex/s")
-    baseline = devices[1].get("examples_per_sec")
-    for entry in devices:
-        if baseline and "examples_per_sec" in entry:
-            entry["over_8_devices_data_1"] = entry["examples_per_sec"] / baseline
-
     return {
         "command": "python experiments/embedding_benchmark.py",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
@@ -364,11 +356,33 @@ def run(sizes=SIZES, repeats: int = 5, device_steps: int = 60, say=print) -> dic
         "dim": DIM,
         "repeats": repeats,
         "tables": tables,
-        "devices": devices,
+        "devices": run_devices(device_steps, say),
         "wall_seconds": round(time.perf_counter() - start, 1),
         # Other work on the machine disturbs the timings: 1/5/15-min load, before and after.
         "load_average": {"before": load_before, "after": os.getloadavg()},
     }
+
+
+def run_devices(steps: int, say=print) -> list[dict]:
+    """Training throughput of each smoke experiment on 1 device and on 8 fake devices."""
+    devices = []
+    for model, spec in TRAINING_EXPERIMENTS:
+        runs = []
+        for name, count, data in MESHES:
+            env = {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+            if count > 1:
+                env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={count}"
+            result = _run_worker(
+                ["--devices", str(data), "--experiment", spec, "--steps", str(steps)], env
+            )
+            runs.append({"model": model, "name": name, **result})
+            say(f"{model:10s} {name:20s} {result.get('examples_per_sec', 0):,.0f} ex/s")
+        baseline = runs[1].get("examples_per_sec")
+        for entry in runs:
+            if baseline and "examples_per_sec" in entry:
+                entry["over_8_devices_data_1"] = entry["examples_per_sec"] / baseline
+        devices += runs
+    return devices
 
 
 def _summary(result: dict) -> str:
@@ -423,17 +437,19 @@ def table_markdown(results: dict) -> str:
         f"Zipf({batch['zipf_exponent']}); {results['machine']}; "
         f"jax {results['jax']}; `{results['command']}`.",
         "",
-        "| two-tower smoke training | examples/s | vs 8 devices, data=1 |",
-        "|---|---:|---:|",
+        "| smoke training | mesh | examples/s | vs 8 devices, data=1 |",
+        "|---|---|---:|---:|",
     ]
     for entry in results["devices"]:
         if "examples_per_sec" in entry:
             lines.append(
-                f"| {entry['name']} | {entry['examples_per_sec']:,.0f} | "
+                f"| {entry['model']} | {entry['name']} | {entry['examples_per_sec']:,.0f} | "
                 f"{entry['over_8_devices_data_1']:.2f}× |"
             )
         else:
-            lines.append(f"| {entry['name']} | {entry.get('skipped', 'failed')} | — |")
+            lines.append(
+                f"| {entry['model']} | {entry['name']} | {entry.get('skipped', 'failed')} | — |"
+            )
     lines.append("")
     lines.append("8 fake CPU devices share 2 real cores: this is sharding overhead, not speed-up.")
     return "\n".join(lines)
@@ -449,7 +465,13 @@ def main() -> None:
     # Worker modes (one configuration per process, so peak RSS is its own).
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table", nargs=2, metavar=("METHOD", "ROWS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--devices-only",
+        action="store_true",
+        help="re-time only the 1-vs-8-device training, keeping the table results in --out",
+    )
     parser.add_argument("--devices", type=int, metavar="DATA", help=argparse.SUPPRESS)
+    parser.add_argument("--experiment", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, default=60, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -458,9 +480,13 @@ def main() -> None:
     elif args.table:
         print("RESULT " + json.dumps(table_worker(args.table[0], int(args.table[1]), args.repeats)))
     elif args.devices:
-        print("RESULT " + json.dumps(devices_worker(args.devices, args.steps)))
+        print("RESULT " + json.dumps(devices_worker(args.experiment, args.devices, args.steps)))
     else:
-        results = run(tuple(args.sizes), args.repeats, args.device_steps)
+        if args.devices_only:
+            results = json.loads(args.out.read_text())
+            results["devices"] = run_devices(args.device_steps)
+        else:
+            results = run(tuple(args.sizes), args.repeats, args.device_steps)
         markdown = table_markdown(results)
         print()
         print(markdown)

@@ -23,7 +23,7 @@ def _shared_data_path(relative: str) -> Path:
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data():
     """Returns a function mapping a path under ../shared/data to a Path, or skips/fails."""
     return _shared_data_path

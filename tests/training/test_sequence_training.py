@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 ONE_DEVICE = MeshConfig(data=1, model=1)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def lastfm(shared_data):
     shared_data("s3rec-seqrec/LastFM.txt")
     config = load_experiment(str(REPO / "experiments" / "sequential.py:lastfm_sasrec_smoke"))
