@@ -97,3 +97,18 @@ def _steps_per_epoch(config, data) -> int:
     from recjax.training.trainer import build_model, make_batches
 
     return make_batches(config, data, build_model(config, data)).steps_per_epoch
+
+
+def test_sampled_softmax_training_loss_falls(lastfm, tmp_path):
+    config, data = lastfm
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, loss="sampled_softmax"),
+        train=dataclasses.replace(
+            config.train,
+            batch=dataclasses.replace(config.train.batch, num_uniform_negatives=256),
+        ),
+    )
+    train(_with(config, steps=24), data, tmp_path, progress=False)
+    losses = _losses(tmp_path)
+    assert np.mean(losses[-4:]) < np.mean(losses[:4]) - 0.2, losses
