@@ -47,7 +47,8 @@ class MetricsWriter:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
         path = self.workdir / METRICS_FILE
-        self._jsonl = path.open("a", encoding="utf-8")
+        # Line-buffered: `tail -f metrics.jsonl` follows a run as it trains.
+        self._jsonl = path.open("a", encoding="utf-8", buffering=1)
         if _ends_with_partial_line(path):
             # A crash mid-write left half a line: start ours on a fresh one.
             self._jsonl.write("\n")
