@@ -30,9 +30,9 @@
 # | re-ranking | MMR diversity, at most 2 items per category | k |
 #
 # Size: `RECJAX_NOTEBOOK_SIZE=small` serves the Online Retail smoke run (30 steps) with a
-# ranker trained for 20 steps (about a minute and a half on 2 CPU cores; the lists are
+# ranker trained for 20 steps (about 2 minutes on 2 CPU cores; the lists are
 # then not good, the plumbing and the timings are real); the default, `full`, trains
-# the main job and the ranker in full (about 5 minutes). Runs go under
+# the main job and the ranker in full (several minutes). Runs go under
 # `RECJAX_NOTEBOOK_WORKDIR` (default `runs/notebooks/`); a finished run and ranker are
 # reused when the notebook runs again.
 

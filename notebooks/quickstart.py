@@ -30,7 +30,7 @@
 #
 # Size: `RECJAX_NOTEBOOK_SIZE=small` trains 200 steps and evaluates 1,000 customers
 # (about a minute on 2 CPU cores; what the tests run); the default, `full`, is the main
-# job's own config (about 2–3 minutes). Runs are written under
+# job's own config (4–5 minutes with validation). Runs are written under
 # `RECJAX_NOTEBOOK_WORKDIR` (default `runs/notebooks/`); running the notebook again
 # reuses a finished run instead of training again.
 

@@ -27,9 +27,10 @@
 # (`experiments/sequential.py`, `../shared/data/s3rec-seqrec/`).
 #
 # Size: `RECJAX_NOTEBOOK_SIZE=small` runs the `_smoke` variants (30 steps each, 300 users
-# evaluated; about a minute on 2 CPU cores; the metrics are then noise, the pictures show
-# the mechanics); the default, `full`, runs the published protocol (up to 60 epochs with
-# early stopping on validation NDCG@10: an hour or more per model on a CPU).
+# evaluated; about a minute and a half on 2 CPU cores; the metrics are then noise, the
+# pictures show the mechanics); the default, `full`, runs the experiment's own variants
+# (the published protocol: many epochs, early stopping on validation NDCG@10; not timed
+# here, expect a long run per model on a CPU).
 # Runs go under `RECJAX_NOTEBOOK_WORKDIR` (default `runs/notebooks/`); a finished run is
 # reused when the notebook runs again.
 
