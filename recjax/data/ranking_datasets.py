@@ -2,12 +2,15 @@
 
 | dataset        | tasks (b = binary, r = regression)                         | negatives       |
 |----------------|------------------------------------------------------------|-----------------|
-| movielens_100k | engaged (rated) b, like (rating >= 4) b, hide (<= 2) b,     | sampled from    |
-|                | rating r                                                   | the catalogue   |
-| online_retail  | purchase b, repeat_purchase b, cancellation b,             | sampled from    |
-|                | log_quantity r                                             | the catalogue   |
+| movielens_100k | engaged (rated) b, like (rating >= 4) b, hide (<= 2) b,     | sampled (*)     |
+|                | rating r                                                   |                 |
+| online_retail  | purchase b, repeat_purchase b, cancellation b,             | sampled (*)     |
+|                | log_quantity r                                             |                 |
 | open_bandit    | click b (with the display position)                        | logged          |
 | ebnerd         | click b, long_dwell (dwell > threshold) b, log_dwell r      | logged (in view)|
+
+(*) Uniformly from the catalogue by default; a ranker trained for a retrieval run's funnel
+draws them from that run's retrieved candidates instead (`load_ranking_logs(negatives=)`).
 
 Labels that do not exist are masked, never made negative: a sampled negative has no
 rating, no quantity, no like or hide; an article has a dwell only once clicked.
@@ -66,16 +69,42 @@ class RankingLogs:
     tasks: tuple[TaskSpec, ...]
 
 
+# negatives(positives, engaged, catalogue, always_known) -> positives and negatives: how a
+# dataset without logged negatives gets them. `always_known` names the tasks a negative
+# has a label for (0); its other tasks are masked.
+NegativeSampler = Callable[[Candidates, EventLog, np.ndarray, tuple[str, ...]], Candidates]
+
+
+def uniform_negatives(config: RankingDataConfig) -> NegativeSampler:
+    """`config.negatives_per_positive` items drawn uniformly from the catalogue per
+    positive (`with_sampled_negatives`)."""
+
+    def negatives(positives, engaged, catalogue, always_known):
+        return with_sampled_negatives(
+            positives,
+            engaged,
+            catalogue,
+            per_positive=config.negatives_per_positive,
+            always_known=always_known,
+            rng=np.random.default_rng(config.seed),
+        )
+
+    return negatives
+
+
 def load_ranking_logs(
     config: RankingDataConfig,
     say=print,
     *,
     keep: Callable[[EventLog], np.ndarray] | None = None,
+    negatives: NegativeSampler | None = None,
 ) -> RankingLogs:
     """Reads the dataset's files (printing the load reports) into candidates and labels.
 
     `keep(events)` -> [n] bool, if given, filters every log right after reading: e.g. to
     hold out a retrieval run's validation and test events from a ranker trained beside it.
+    `negatives` replaces the uniform catalogue negatives of the datasets without logged
+    ones (e.g. `recjax.data.retrieval_negatives`: the funnel's own candidates).
     """
     builders = {
         "movielens_100k": _movielens,
@@ -90,7 +119,9 @@ def load_ranking_logs(
         events = _load(config, data_format, say)
         return events if keep is None else events.take(np.flatnonzero(keep(events)))
 
-    return RankingLogs(*builders[config.dataset](config, load))
+    return RankingLogs(
+        *builders[config.dataset](config, load, negatives or uniform_negatives(config))
+    )
 
 
 def load_ranking_data(config: RankingDataConfig, say=print) -> RankingData:
@@ -159,10 +190,12 @@ def with_sampled_negatives(
         labels={name: np.zeros(len(source), np.float32) for name in positives.labels},
         masks={name: np.full(len(source), name in always_known) for name in positives.masks},
     )
-    return _concatenate(positives, negatives)
+    return concatenate(positives, negatives)
 
 
-def _concatenate(a: Candidates, b: Candidates) -> Candidates:
+def concatenate(a: Candidates, b: Candidates) -> Candidates:
+    """The candidates of `a`, then those of `b` (the same fields)."""
+
     def both(x, y):
         return {name: np.concatenate([x[name], y[name]]) for name in x}
 
@@ -178,7 +211,7 @@ def _concatenate(a: Candidates, b: Candidates) -> Candidates:
     )
 
 
-def _movielens(config: RankingDataConfig, load):
+def _movielens(config: RankingDataConfig, load, negatives: NegativeSampler):
     ratings = _recent(load("movielens_100k"), None)
     positives = _recent(ratings, config.max_positives)
     rating = positives.value.astype(np.float32)
@@ -195,14 +228,7 @@ def _movielens(config: RankingDataConfig, load):
         },
         masks={name: ones for name in ("engaged", "like", "hide", "rating")},
     )
-    candidates = with_sampled_negatives(
-        candidates,
-        ratings,
-        np.unique(ratings.item),
-        per_positive=config.negatives_per_positive,
-        always_known=("engaged",),
-        rng=np.random.default_rng(config.seed),
-    )
+    candidates = negatives(candidates, ratings, np.unique(ratings.item), ("engaged",))
     tasks = (
         TaskSpec(name="engaged", kind="binary"),
         TaskSpec(name="like", kind="binary"),
@@ -212,7 +238,7 @@ def _movielens(config: RankingDataConfig, load):
     return candidates, ratings, tasks
 
 
-def _online_retail(config: RankingDataConfig, load):
+def _online_retail(config: RankingDataConfig, load, negatives: NegativeSampler):
     events = _recent(load("online_retail"), None)
     purchases = events.of_types((EventType.PURCHASE,))
     cancels = events.of_types((EventType.CANCELLATION,))
@@ -238,16 +264,10 @@ def _online_retail(config: RankingDataConfig, load):
             name: ones for name in ("purchase", "repeat_purchase", "cancellation", "log_quantity")
         },
     )
-    candidates = with_sampled_negatives(
-        candidates,
-        purchases,
-        np.unique(purchases.item),
-        per_positive=config.negatives_per_positive,
-        always_known=("purchase",),
-        rng=np.random.default_rng(config.seed),
-    )
+    candidates = negatives(candidates, purchases, np.unique(purchases.item), ("purchase",))
     candidates = dataclasses.replace(
-        candidates, numeric={"log_unit_price": np.log1p(price(candidates.item))}
+        candidates,
+        numeric={**candidates.numeric, "log_unit_price": np.log1p(price(candidates.item))},
     )
     tasks = (
         TaskSpec(name="purchase", kind="binary"),
@@ -295,7 +315,7 @@ def _median_by_item(items: np.ndarray, values: np.ndarray):
     return lookup
 
 
-def _open_bandit(config: RankingDataConfig, load):
+def _open_bandit(config: RankingDataConfig, load, negatives: NegativeSampler):
     events = _recent(load("open_bandit"), config.max_positives)
     features = events.features
     candidates = Candidates(
@@ -320,7 +340,7 @@ def _open_bandit(config: RankingDataConfig, load):
     return candidates, events.take(events.value > 0), (TaskSpec(name="click", kind="binary"),)
 
 
-def _ebnerd(config: RankingDataConfig, load):
+def _ebnerd(config: RankingDataConfig, load, negatives: NegativeSampler):
     shown = _recent(load("ebnerd"), config.max_positives)
     history = load("ebnerd_history")
     clicks = shown.take(shown.value > 0)

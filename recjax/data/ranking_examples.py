@@ -9,6 +9,7 @@ encodes them into model inputs the same way for training and for serving:
                 its own vocabulary, as rows of one shared table
   numeric       log(1 + the user's engagements so far), log(1 + the item's engagements so
                 far), and the adapter's numeric fields; standardised with training stats
+                (a NaN, a value not known for this request, becomes the training mean)
   session       the user's last `session_length` engaged items, most recent last
   position      display slot (1-based; 0 = unknown)
 
@@ -142,9 +143,11 @@ class RankingEncoder:
         train_candidates = candidates.take(train)
         _, user_count, item_count = encoder._history(train_candidates, engaged)
         numeric = encoder._numeric_raw(train_candidates, user_count, item_count)
-        std = numeric.std(axis=0)
+        known = np.isfinite(numeric).any(axis=0)
+        mean = np.nanmean(np.where(known, numeric, 0.0), axis=0)
+        std = np.nanstd(np.where(known, numeric, 0.0), axis=0)
         return dataclasses.replace(
-            encoder, numeric_mean=numeric.mean(axis=0), numeric_std=np.where(std > 0, std, 1.0)
+            encoder, numeric_mean=mean, numeric_std=np.where(std > 0, std, 1.0)
         )
 
     @property
@@ -187,7 +190,9 @@ class RankingEncoder:
             columns.append(np.where(local == PAD, PAD, offset + local - 1))
             offset += len(vocab) - 1
         numeric = self._numeric_raw(candidates, user_count, item_count)
-        numeric = (numeric - self.numeric_mean) / self.numeric_std
+        # A missing value (NaN, e.g. no retrieval score on the popularity path) is the
+        # training mean: 0 once standardised.
+        numeric = np.nan_to_num((numeric - self.numeric_mean) / self.numeric_std, nan=0.0)
         position = np.zeros(n) if candidates.position is None else candidates.position
         return {
             "user": self.users.lookup(candidates.user),

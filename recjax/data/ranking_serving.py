@@ -11,11 +11,13 @@ user's latest value. Encoding a request is then a few table lookups.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 
 from recjax.data.event_log import EventLog
 from recjax.data.ranking_examples import Candidates, RankingEncoder, last_before
+from recjax.data.retrieval_negatives import RETRIEVAL_FEATURES
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,6 +58,8 @@ class ServingFeatures:
             engaged_item, engaged.timestamp, engaged_item, items, np.full(len(items), after), 0
         )
         fields = {**candidates.categorical, **candidates.numeric}
+        for name in RETRIEVAL_FEATURES:  # Known per request, never stored per user.
+            fields.pop(name, None)
         user_key = encoder.users.lookup(candidates.user)
         item_key = encoder.items.lookup(candidates.item)
         return cls(
@@ -75,30 +79,47 @@ class ServingFeatures:
         )
 
     def candidates(
-        self, encoder: RankingEncoder, users: np.ndarray, items: np.ndarray, timestamps: np.ndarray
+        self,
+        encoder: RankingEncoder,
+        users: np.ndarray,
+        items: np.ndarray,
+        timestamps: np.ndarray,
+        request_numeric: Mapping[str, np.ndarray] | None = None,
     ) -> Candidates:
-        """Raw (user, item) pairs [n] shown at `timestamps` [n], with their side fields."""
+        """Raw (user, item) pairs [n] shown at `timestamps` [n], with their side fields.
+
+        `request_numeric`: numeric features only the request knows (the retrieval score
+        and rank, `recjax.data.retrieval_negatives.retrieval_features`), [n] each; one the
+        encoder reads but the request lacks is NaN (the training mean)."""
         user_rows, item_rows = encoder.users.lookup(users), encoder.items.lookup(items)
         fields = {name: v[user_rows] for name, v in self.user_fields.items()}
         fields |= {name: v[item_rows] for name, v in self.item_fields.items()}
+        fields |= dict(request_numeric or {})
+        missing = np.full(len(users), np.nan)
         return Candidates(
             user=users,
             item=items,
             timestamp=np.asarray(timestamps, np.int64),
             categorical={name: fields[name] for name in encoder.categorical if name in fields},
-            numeric={name: fields[name] for name in encoder.numeric_names[2:]},
+            numeric={name: fields.get(name, missing) for name in encoder.numeric_names[2:]},
         )
 
     def encode(
-        self, encoder: RankingEncoder, user: np.ndarray, items: np.ndarray, timestamp: int
+        self,
+        encoder: RankingEncoder,
+        user: np.ndarray,
+        items: np.ndarray,
+        timestamp: int,
+        request_numeric: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Model inputs for one user (a raw id, 0-d) and candidate `items` [m] (raw ids),
-        shown at `timestamp` (unix seconds), without a display position."""
+        shown at `timestamp` (unix seconds), without a display position; `request_numeric`
+        as in `candidates`."""
         m = len(items)
         user_row = encoder.users.lookup(np.asarray(user).reshape(1))
         users = np.repeat(np.asarray(user).reshape(1), m)
         return encoder.encode_with_history(
-            self.candidates(encoder, users, items, np.full(m, timestamp)),
+            self.candidates(encoder, users, items, np.full(m, timestamp), request_numeric),
             np.repeat(self.session[user_row], m, axis=0),
             np.repeat(self.user_count[user_row], m),
             self.item_count[encoder.items.lookup(items)],
