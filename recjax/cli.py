@@ -127,7 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export)
 
     serve = commands.add_parser(
-        "serve", parents=[debug], help="serve a bundle over HTTP (JSON API)"
+        "serve",
+        parents=[debug],
+        help="serve a bundle over HTTP (JSON API): through the funnel when it has a ranker",
     )
     serve.add_argument("--bundle", type=Path, required=True)
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default: localhost)")
@@ -244,19 +246,24 @@ def _train_ranker(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from recjax.export.exporter import export_run
-    from recjax.ranker_job import add_run_ranker
 
-    if add_run_ranker(args.workdir, export_run(args.workdir, args.out)):
-        print(f"added the run's ranker to {args.out}")
+    export_run(args.workdir, args.out)
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from recjax.export.ranker import RANKER_DIR
     from recjax.serving.http import ServerConfig, serve
     from recjax.serving.recommender import Recommender, ServingConfig
 
-    recommender = Recommender(args.bundle, ServingConfig(cache_seconds=args.cache_seconds))
-    serve(recommender, ServerConfig(host=args.host, port=args.port, request_log=args.request_log))
+    serving = ServingConfig(cache_seconds=args.cache_seconds)
+    if (args.bundle / RANKER_DIR).is_dir():  # The whole funnel; else the two stages.
+        from recjax.serving.funnel import Funnel
+
+        service = Funnel(args.bundle, serving=serving)
+    else:
+        service = Recommender(args.bundle, serving)
+    serve(service, ServerConfig(host=args.host, port=args.port, request_log=args.request_log))
     return 0
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from recjax.export.exporter import export_run
-from recjax.ranker_job import add_run_ranker
+from recjax.export.ranker import run_ranker_export
 from recjax.serving.funnel import Funnel, FunnelConfig
 from recjax.serving.recommender import ServingConfig
 from recjax.serving.requests import RecommendRequest
@@ -22,12 +22,12 @@ def run_funnel(
     workdir: str | Path, user: str, *, k: int = 10, config: FunnelConfig | None = None
 ) -> dict[str, Any]:
     """The funnel's response (`Funnel.recommend`) for raw `user` after all their events."""
+    if run_ranker_export(workdir) is None:
+        raise FileNotFoundError(
+            f"{workdir} has no ranker: run `recjax train-ranker --workdir {workdir}` first"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         bundle = export_run(workdir, Path(scratch) / "bundle", say=lambda _: None)
-        if not add_run_ranker(workdir, bundle):
-            raise FileNotFoundError(
-                f"{workdir} has no ranker: run `recjax train-ranker --workdir {workdir}` first"
-            )
         funnel = Funnel(bundle, config or FunnelConfig(), ServingConfig(cache_seconds=0))
         funnel.recommend(RecommendRequest(user=user, k=k))  # Compiles; not the timed one.
         return funnel.recommend(RecommendRequest(user=user, k=k))

@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 FORMAT = "recjax-bundle/1"
+PLATFORMS = ("cpu", "cuda")  # Exports are lowered for both: a bundle serves on CPU or GPU hosts.
 MANIFEST = "manifest.json"
 _LIBRARIES = ("recjax", "jax", "jaxlib", "numpy", "scann")
 

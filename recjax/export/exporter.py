@@ -17,14 +17,19 @@ from jax import export
 from recjax.config import to_json
 from recjax.data.examples import RetrievalData
 from recjax.embeddings import item_vectors
-from recjax.export.bundle import BundleContents, flatten_params, write_bundle
+from recjax.export.bundle import (
+    PLATFORMS,
+    BundleContents,
+    add_directory,
+    flatten_params,
+    write_bundle,
+)
+from recjax.export.ranker import RANKER_DIR, run_ranker_export
 from recjax.main_job import load_config, load_data
 from recjax.models.sequence import SequenceEncoder
 from recjax.models.two_tower import TwoTower
 from recjax.retrieval.scann_index import build_scann_index, save_scann_index
 from recjax.training.trainer import TrainedModel, restore_trained
-
-PLATFORMS = ("cpu", "cuda")  # Lowered for both: the same bundle serves on CPU or GPU hosts.
 
 
 def export_user_tower(model: TwoTower | SequenceEncoder, params: Any, history_length: int) -> bytes:
@@ -91,7 +96,8 @@ def bundle_contents(
 
 
 def export_run(workdir: str | Path, out: str | Path, *, say: Callable[[str], None] = print) -> Path:
-    """Exports the latest checkpoint of the run in `workdir` as a bundle at `out`."""
+    """Exports the run in `workdir` (the checkpoint it selected) as a bundle at `out`,
+    with the run's ranker (`recjax train-ranker`) as `ranker/` when it has one."""
     config = load_config(workdir)
     data = load_data(config, say=lambda _: None)
     trained = restore_trained(config, data, workdir)
@@ -100,8 +106,11 @@ def export_run(workdir: str | Path, out: str | Path, *, say: Callable[[str], Non
     with tempfile.TemporaryDirectory() as scann_dir:
         save_scann_index(index, scann_dir)
         bundle = write_bundle(dataclasses.replace(contents, scann_dir=Path(scann_dir)), out)
+    ranker = run_ranker_export(workdir)
+    if ranker is not None:
+        add_directory(bundle, RANKER_DIR, ranker)
     say(
         f"exported {contents.model_version} ({len(contents.item_embeddings):,} items, "
-        f"{index.describe()['algorithm']} index) to {bundle}"
+        f"{index.describe()['algorithm']} index{', ranker' if ranker else ''}) to {bundle}"
     )
     return bundle

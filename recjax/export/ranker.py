@@ -25,9 +25,17 @@ from jax import export
 
 from recjax.data.ranking_examples import RankingEncoder
 from recjax.data.ranking_serving import ServingFeatures
-from recjax.export.bundle import flatten_params
-from recjax.export.exporter import PLATFORMS
+from recjax.export.bundle import PLATFORMS, flatten_params
 from recjax.models.ranking import RankingModel, scores
+
+RANKER_DIR = "ranker"  # In a run's workdir (checkpoints, results) and in a bundle.
+EXPORT_DIR = "export"  # Under a run's RANKER_DIR: the serving files listed above.
+
+
+def run_ranker_export(workdir: str | Path) -> Path | None:
+    """The exported ranker directory of the run in `workdir`, None if it has none."""
+    directory = Path(workdir) / RANKER_DIR / EXPORT_DIR
+    return directory if (directory / "ranker.json").is_file() else None
 
 
 def export_ranker(

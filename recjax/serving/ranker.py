@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,19 @@ class ServedRanker:
         outputs = self.call(self.params, {name: x[rows] for name, x in inputs.items()})
         return {name: np.asarray(x)[:n] for name, x in outputs.items()}
 
-    def score_items(self, user: Any, items: np.ndarray, timestamp: int) -> dict[str, np.ndarray]:
-        """Every task's score of raw `items` [m] for raw `user`, shown at `timestamp`."""
-        return self.score(self.features.encode(self.encoder, np.asarray(user), items, timestamp))
+    def score_items(
+        self,
+        user: Any,
+        items: np.ndarray,
+        timestamp: int,
+        request_numeric: Mapping[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Every task's score of raw `items` [m] for raw `user`, shown at `timestamp`;
+        `request_numeric`: features only the request knows (`ServingFeatures.encode`)."""
+        inputs = self.features.encode(
+            self.encoder, np.asarray(user), items, timestamp, request_numeric
+        )
+        return self.score(inputs)
 
 
 def _prefixed(arrays: Any, prefix: str) -> dict[str, np.ndarray]:

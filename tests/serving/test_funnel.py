@@ -2,6 +2,7 @@
 Online Retail smoke run's bundle with a briefly trained ranker, in process and through
 `recjax train-ranker` / `recjax recommend --funnel`."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,9 +15,13 @@ import pytest
 from recjax.data.event_log import EventLog
 from recjax.data.ranking_examples import Candidates, RankingData
 from recjax.data.ranking_serving import ServingFeatures
+from recjax.data.retrieval_negatives import RETRIEVAL_FEATURES
+from recjax.export.bundle import add_directory
+from recjax.export.ranker import RANKER_DIR, run_ranker_export
 from recjax.losses.multitask import TaskSpec
 from recjax.serving.categories import description_categories, description_category
 from recjax.serving.funnel import Funnel, FunnelConfig, mmr, not_consumed, value
+from recjax.serving.ranker import ServedRanker
 from recjax.serving.requests import RecommendRequest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,13 +155,17 @@ def ranked_run(smoke_run):
 
 
 @pytest.fixture(scope="module")
-def funnel(ranked_run, smoke_run, tmp_path_factory):
-    from recjax.ranker_job import add_run_ranker
-
+def ranked_bundle(ranked_run, smoke_run, tmp_path_factory):
+    """The smoke run's bundle with the run's ranker added."""
     bundle = tmp_path_factory.mktemp("funnel") / "bundle"
     shutil.copytree(smoke_run[2], bundle)
-    assert add_run_ranker(ranked_run, bundle)
-    return Funnel(bundle, FunnelConfig(max_per_category=2))
+    add_directory(bundle, RANKER_DIR, run_ranker_export(ranked_run))
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def funnel(ranked_bundle):
+    return Funnel(ranked_bundle, FunnelConfig(max_per_category=2))
 
 
 def _users(funnel: Funnel, count: int) -> list[str]:
@@ -210,6 +219,39 @@ def test_max_per_category_holds_and_value_is_the_weighted_sum(funnel):
         assert mmr_scores[0] == pytest.approx(funnel.config.mmr_lambda)  # best value first
 
 
+def test_the_ranker_reads_the_retrieval_score_and_rank_it_was_trained_with(funnel, monkeypatch):
+    assert set(RETRIEVAL_FEATURES) <= set(funnel.ranker.encoder.numeric_names)
+    seen = []
+    score_items = ServedRanker.score_items
+
+    def spy(self, user, items, timestamp, request_numeric=None):
+        seen.append(request_numeric)
+        return score_items(self, user, items, timestamp, request_numeric)
+
+    monkeypatch.setattr(ServedRanker, "score_items", spy)
+    response = funnel.recommend(RecommendRequest(user="12347", k=10))
+    retrieval = seen[-1]
+    # Ranks among the 1,000 retrieved, by the exact score: best first, consumed items
+    # removed before, so the 200 kept have distinct ranks below 1,000.
+    ranks = np.expm1(retrieval["retrieval_log_rank"])
+    np.testing.assert_allclose(ranks, np.round(ranks), atol=1e-6)
+    assert len(set(ranks.round())) == 200 and ranks.max() < 1000
+    order = np.argsort(ranks)
+    assert np.all(np.diff(retrieval["retrieval_score"][order]) <= 1e-6)
+    served = {item["item"]: item["scores"]["pre_ranking"] for item in response["items"]}
+    assert all(np.isclose(retrieval["retrieval_score"], score).any() for score in served.values())
+    funnel.recommend(RecommendRequest(user="no-such-user", k=5))
+    assert np.isnan(seen[-1]["retrieval_score"]).all()  # popularity: no retrieval features
+
+
+def test_k_beyond_the_stage_sizes_is_honoured(funnel):
+    config = FunnelConfig(max_per_category=None, rank_candidates=5, prerank_candidates=8)
+    wide = Funnel.__new__(Funnel)
+    wide.__dict__.update(funnel.__dict__, config=config)
+    response = wide.recommend(RecommendRequest(user="12347", k=20))
+    assert len(response["items"]) == 20
+
+
 def test_unknown_user_without_session_is_served_from_popularity(funnel):
     response = funnel.recommend(RecommendRequest(user="no-such-user", k=5))
     assert response["path"] == "popularity" and len(response["items"]) == 5
@@ -237,4 +279,36 @@ def test_cli_recommend_funnel_prints_every_stage(ranked_run):
     assert {"purchase", "value", "mmr", "category"} <= set(header.split())
     assert [row.split()[0] for row in rows] == ["1", "2", "3", "4", "5"]
     mmr_column = header.split().index("mmr")
-    assert float(rows[0].split()[mmr_column]) == pytest.approx(0.7, abs=1e-4)
+    assert float(rows[0].split()[mmr_column]) == pytest.approx(FunnelConfig().mmr_lambda, abs=1e-4)
+
+
+def test_export_includes_the_ranker_and_serve_goes_through_the_funnel(ranked_run, tmp_path):
+    import httpx
+
+    from recjax.serving.local_server import local_server
+
+    bundle = tmp_path / "bundle"
+    result = recjax("export", "--workdir", str(ranked_run), "--out", str(bundle))
+    assert result.returncode == 0, result.stderr
+    assert (bundle / RANKER_DIR / "ranker.json").is_file() and "ranker" in result.stdout
+    log = tmp_path / "requests.jsonl"
+    with local_server(bundle, log) as url:
+        known = httpx.post(f"{url}/recommend", json={"user": "12347", "k": 5}).json()
+        cold = httpx.post(f"{url}/recommend", json={"k": 3}).json()
+        health = httpx.get(f"{url}/healthz").json()
+    assert known["path"] == "personalized" and len(known["items"]) == 5
+    assert [s["name"] for s in known["stages"]] == [
+        "user_tower",
+        "retrieval",
+        "consumed_removed",
+        "pre_ranking",
+        "ranking",
+        "re_ranking",
+    ]
+    assert {"purchase", "value", "mmr"} <= set(known["items"][0]["scores"])
+    assert cold["path"] == "popularity" and len(cold["items"]) == 3
+    assert "+" in health["model_version"]  # two-tower + ranker
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["request_id"] for line in lines] == [known["request_id"], cold["request_id"]]
+    assert lines[0]["stages"] == known["stages"]
+    assert lines[0]["items"][0]["scores"] == known["items"][0]["scores"]
