@@ -8,10 +8,13 @@ as in the main job's evaluation), a seeded sample of `--users`. For each user th
 is made just before the test purchase: the two-tower's user vector from the history
 before it, and the ranker's history features from the engagements strictly before it
 (the ranker never trained on a run's validation or test events: `recjax.ranker_job`).
-Lists compared at k = 10: popularity, retrieval alone (ScaNN order), the ranker's value
-order (the funnel without re-ranking rules) and the whole funnel (MMR and at most 2 items
-per category); each with the user's earlier purchases removed (the funnel's rule) and
-kept (the main job's protocol for this shop, where repeat purchases are most sales).
+Lists compared at k = 10: popularity, retrieval alone (ScaNN order), pre-ranking's exact
+order of the 200 candidates the ranker gets, the ranker's P(purchase) order and value
+order (the funnel without re-ranking rules), and the whole funnel (MMR and at most 2
+items per category); each with the user's earlier purchases removed (the funnel's rule)
+and kept (the main job's protocol for this shop, where repeat purchases are most sales).
+The ranker gets each candidate's retrieval score and rank exactly as `Funnel.recommend`
+computes them.
 
 Latency: `Funnel.recommend` in process on this CPU, user-vector cache off, 80% known
 users and 20% unknown users with a 3-item session, for the embedded catalogue and for a
@@ -43,21 +46,33 @@ from readme_tables import replace_table  # noqa: E402
 from serving_benchmark import request_bodies, synthetic_bundle  # noqa: E402
 
 from recjax.data.ranking_datasets import load_ranking_logs  # noqa: E402
+from recjax.data.retrieval_negatives import retrieval_features  # noqa: E402
 from recjax.data.splits import Role  # noqa: E402
 from recjax.embeddings import user_vectors  # noqa: E402
 from recjax.evaluation.metrics import metrics_from_ranks  # noqa: E402
 from recjax.export.bundle import add_directory  # noqa: E402
 from recjax.export.exporter import export_run  # noqa: E402
+from recjax.export.ranker import RANKER_DIR, run_ranker_export  # noqa: E402
 from recjax.main_job import load_config, load_data  # noqa: E402
-from recjax.ranker_job import RANKER_DIR, add_run_ranker, ranker_config  # noqa: E402
-from recjax.serving.funnel import Funnel, FunnelConfig, mmr, prerank, top, value  # noqa: E402
+from recjax.ranker_job import ranker_config  # noqa: E402
+from recjax.serving.funnel import (  # noqa: E402
+    Funnel,
+    FunnelConfig,
+    exact_scores,
+    mmr,
+    prerank,
+    top,
+    value,
+)
 from recjax.serving.recommender import ServingConfig  # noqa: E402
 from recjax.serving.requests import RecommendRequest  # noqa: E402
 from recjax.training.trainer import restore_trained  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "funnel.json"
 K = 10
-LISTS = ("popularity", "retrieval", "ranker_value", "funnel")
+LISTS = ("popularity", "retrieval", "prerank", "ranker_purchase", "ranker_value", "funnel")
+# Re-ranking rules compared on the same ranker scores: (MMR λ, items per category).
+RULES = ((1.0, None), (0.9, None), (0.7, None), (1.0, 3), (1.0, 2), (0.9, 3), (0.7, 2))
 
 
 def quality(workdir: Path, funnel: Funnel, num_users: int, seed: int = 0) -> dict:
@@ -82,22 +97,26 @@ def quality(workdir: Path, funnel: Funnel, num_users: int, seed: int = 0) -> dic
     results = {}
     for exclude in (True, False):
         lists = {name: [] for name in LISTS}
-        pairs_rows = []
+        rule_lists: dict[tuple, list] = {}
+        pairs_rows, pairs_scores, pairs_ranks = [], [], []
         for q in range(len(positions)):
             rows = rows_qn[q]
             consumed = seen[q][seen[q] >= 0] - first
-            if exclude:
-                rows = rows[~np.isin(rows, consumed)]
+            keep = ~np.isin(rows, consumed) if exclude else np.ones(len(rows), bool)
             popular = top(recommender.popularity, K + len(consumed) if exclude else K)
             popular = popular[~np.isin(popular, consumed)] if exclude else popular
             lists["popularity"].append(popular[:K])
-            lists["retrieval"].append(rows[:K])
-            kept, _ = prerank(
-                recommender.item_embeddings, vectors[q], rows, funnel.config.prerank_candidates
-            )
+            lists["retrieval"].append(rows[keep][:K])
+            # As `Funnel.recommend`: ranks among everything retrieved, then the best
+            # prerank_candidates of the items kept.
+            exact, ranks = exact_scores(recommender.item_embeddings, vectors[q], rows)
+            kept = np.flatnonzero(keep)[top(exact[keep], funnel.config.prerank_candidates)]
             pairs_rows.append(rows[kept])
+            pairs_scores.append(exact[kept])
+            pairs_ranks.append(ranks[kept])
         # One encoding of every (user, candidate) pair at its test time: history from the
-        # engagement log strictly before it, side fields from the served tables.
+        # engagement log strictly before it, side fields from the served tables, the
+        # retrieval score and rank from the query.
         counts = [len(r) for r in pairs_rows]
         all_rows = np.concatenate(pairs_rows)
         candidates = ranker.features.candidates(
@@ -105,25 +124,38 @@ def quality(workdir: Path, funnel: Funnel, num_users: int, seed: int = 0) -> dic
             np.repeat(users, counts),
             recommender.catalogue_ids[all_rows],
             np.repeat(times, counts),
+            retrieval_features(np.concatenate(pairs_scores), np.concatenate(pairs_ranks)),
         )
         inputs = ranker.encoder.encode(candidates, engaged)
         scores = _in_chunks(ranker.score, inputs, len(all_rows))
         values = value(scores, funnel.config.task_weights)
         for start, rows in zip(np.cumsum([0, *counts[:-1]]), pairs_rows, strict=True):
             value_q = values[start : start + len(rows)]
+            lists["prerank"].append(rows[:K])
+            lists["ranker_purchase"].append(
+                rows[top(scores["purchase"][start : start + len(rows)], K)]
+            )
             lists["ranker_value"].append(rows[top(value_q, K)])
             ranked = top(value_q, funnel.config.rank_candidates)
-            picked, _ = mmr(
-                value_q[ranked],
-                recommender.item_embeddings[rows[ranked]],
-                K,
-                mmr_lambda=funnel.config.mmr_lambda,
-                categories=funnel.categories[rows[ranked]],
-                max_per_category=funnel.config.max_per_category,
-            )
-            lists["funnel"].append(rows[ranked[picked]])
+            for rules in RULES:
+                picked, _ = mmr(
+                    value_q[ranked],
+                    recommender.item_embeddings[rows[ranked]],
+                    K,
+                    mmr_lambda=rules[0],
+                    categories=funnel.categories[rows[ranked]],
+                    max_per_category=rules[1],
+                )
+                found = rows[ranked[picked]]
+                rule_lists.setdefault(rules, []).append(found)
+                if rules == (funnel.config.mmr_lambda, funnel.config.max_per_category):
+                    lists["funnel"].append(found)
         protocol = "consumed_removed" if exclude else "consumed_kept"
         results[protocol] = {name: _metrics(found, targets) for name, found in lists.items()}
+        results[protocol]["rules"] = [
+            {"mmr_lambda": rules[0], "max_per_category": rules[1], **_metrics(found, targets)}
+            for rules, found in rule_lists.items()
+        ]
         print(protocol, json.dumps(results[protocol]), flush=True)
     return {"users": int(len(positions)), **results}
 
@@ -182,10 +214,12 @@ def throughput(funnel: Funnel, repeats: int = 200) -> dict:
     rows = np.sort(np.random.default_rng(0).choice(len(recommender.catalogue_ids), 1000, False))
     user = recommender.users.ids[0]
     items = recommender.catalogue_ids[rows[: config.prerank_candidates]]
-    inputs = funnel.ranker.features.encode(funnel.ranker.encoder, user, items, 0)
+    retrieval = retrieval_features(np.zeros(len(items)), np.arange(len(items)))
+    inputs = funnel.ranker.features.encode(funnel.ranker.encoder, user, items, 0, retrieval)
     pre = _best(lambda: prerank(recommender.item_embeddings, vector, rows, 200), repeats)
     encode = _best(
-        lambda: funnel.ranker.features.encode(funnel.ranker.encoder, user, items, 0), repeats
+        lambda: funnel.ranker.features.encode(funnel.ranker.encoder, user, items, 0, retrieval),
+        repeats,
     )
     forward = _best(lambda: funnel.ranker.score(inputs), repeats)
     tower = _best(lambda: recommender.user_vector(query), repeats)
@@ -246,13 +280,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=3000, help="test users for quality")
     parser.add_argument("--synthetic-items", type=int, default=1_000_000)
     args = parser.parse_args()
-    if not (args.workdir / RANKER_DIR).is_dir():
+    if run_ranker_export(args.workdir) is None:
         sys.exit(f"{args.workdir} has no ranker: run recjax train-ranker --workdir {args.workdir}")
     start = time.perf_counter()
     results: dict = {"funnel_config": dataclasses.asdict(FunnelConfig())}
     with tempfile.TemporaryDirectory() as scratch:
         real = export_run(args.workdir, Path(scratch) / "bundle", say=lambda _: None)
-        add_run_ranker(args.workdir, real)
         results["quality"] = quality(args.workdir, Funnel(real), args.users)
         results["user_side"] = user_side_cost(args.workdir)
         print(json.dumps(results["user_side"]), flush=True)
@@ -279,8 +312,12 @@ def table(results: dict) -> str:
     names = {
         "popularity": "popularity",
         "retrieval": "retrieval alone (ScaNN)",
+        "prerank": "pre-ranking (exact dot product) of the ranker's 200 candidates",
+        "ranker_purchase": "ranker's P(purchase) order",
         "ranker_value": "funnel without re-ranking rules (value order)",
-        "funnel": "funnel (value + MMR + ≤ 2 per category)",
+        "funnel": "funnel (value + MMR λ = {mmr_lambda}, ≤ {max_per_category} per category)".format(
+            **results["funnel_config"]
+        ),
     }
     lines = [
         f"| list ({quality['users']:,} test users, k = 10) | earlier purchases removed: "
@@ -293,6 +330,22 @@ def table(results: dict) -> str:
             for p in ("consumed_removed", "consumed_kept")
         ]
         lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    lines += [
+        "",
+        "| re-ranking rules on the same ranker scores | removed: NDCG@10 / Recall@10 "
+        "| kept: NDCG@10 / Recall@10 |",
+        "|---|---:|---:|",
+    ]
+    for removed, kept in zip(
+        quality["consumed_removed"]["rules"], quality["consumed_kept"]["rules"], strict=True
+    ):
+        cap = removed["max_per_category"]
+        lines.append(
+            f"| MMR λ = {removed['mmr_lambda']}, "
+            f"{'no category cap' if cap is None else f'≤ {cap} per category'} | "
+            f"{removed['ndcg@10']:.4f} / {removed['recall@10']:.4f} | "
+            f"{kept['ndcg@10']:.4f} / {kept['recall@10']:.4f} |"
+        )
     stages = ("user_tower", "retrieval", "consumed_removed", "pre_ranking", "ranking", "re_ranking")
     lines += [
         "",
