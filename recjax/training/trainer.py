@@ -318,6 +318,8 @@ def train(
                 window_steps += 1
                 done = step + 1
                 if done % config.train.log_every_steps == 0 or done == steps:
+                    # Steps dispatch asynchronously: wait for this one before reading the clock.
+                    jax.block_until_ready(metrics)
                     seconds = time.perf_counter() - window_start
                     extra = {
                         "train/examples_per_sec": window_steps
