@@ -4,12 +4,15 @@
     recjax train --config experiments/sequential.py:beauty_hstu_smoke
     recjax train --config experiments/sequential.py:ml1m_sasrec --data PATH/TO/ml-1m
 
-Variants are `<dataset>_<model>[_smoke]`: datasets beauty, yelp, lastfm (S3-Rec files in
-../shared/data/s3rec-seqrec) and ml1m (MovieLens-1M: a folder with ratings.dat, given
-with --data, or `--data tfds:1m-ratings` to fetch it through tensorflow-datasets); models sasrec,
-hstu, bag_of_events. The published protocol: leave-one-out (last item test, the one
-before it validation), full ranking over the catalogue with the user's earlier items
-removed; the step with the best validation NDCG@10 is evaluated on test.
+Variants are `<dataset>_<model>[_attributes][_smoke]`: datasets beauty, yelp, lastfm
+(S3-Rec files in ../shared/data/s3rec-seqrec) and ml1m (MovieLens-1M: a folder with
+ratings.dat, given with --data, or `--data tfds:1m-ratings` to fetch it through
+tensorflow-datasets); models sasrec, hstu, bag_of_events; `_attributes` adds each item's
+attributes (`*_item2attributes.json`: Amazon categories and brand, Yelp categories,
+LastFM tags, the first 8 of each item) to its vector. The published protocol:
+leave-one-out (last item test, the one before it validation), full ranking over the
+catalogue with the user's earlier items removed; the step with the best validation
+NDCG@10 is evaluated on test.
 
 Results: `python experiments/sequential_tables.py` (3 seeds on Beauty) writes
 experiments/results/sequential.json and the README table.
@@ -50,21 +53,27 @@ TEMPERATURE = 0.05
 
 def get_config(variant: str = "beauty_sasrec") -> ExperimentConfig:
     name, smoke = variant.removesuffix("_smoke"), variant.endswith("_smoke")
+    name, attributes = name.removesuffix("_attributes"), name.endswith("_attributes")
     dataset, _, architecture = name.partition("_")
-    if dataset not in DATASETS or architecture not in ARCHITECTURES:
+    if (
+        dataset not in DATASETS
+        or architecture not in ARCHITECTURES
+        or (attributes and dataset == "ml1m")
+    ):
         raise ValueError(
-            f"Unknown variant {variant!r} of sequential: expected <dataset>_<model>[_smoke] "
-            f"with dataset in {', '.join(DATASETS)} and model in {', '.join(ARCHITECTURES)}."
+            f"Unknown variant {variant!r} of sequential: expected "
+            f"<dataset>_<model>[_attributes][_smoke] with dataset in {', '.join(DATASETS)} "
+            f"(_attributes: not ml1m) and model in {', '.join(ARCHITECTURES)}."
         )
     data, max_length, epochs, dropout = DATASETS[dataset]
     timed = dataset == "ml1m"  # The S3-Rec files keep order, not time.
     config = ExperimentConfig(
-        name=f"{dataset}_{architecture}",
+        name=variant.removesuffix("_smoke"),
         data=data,
         examples=ExampleConfig(
             positive_events=("INTERACTION", "RATING"),
             context_feature=None,
-            text_feature=None,
+            text_feature="attributes" if attributes else None,
             history_length=max_length,
         ),
         model=SequenceEncoderConfig(
@@ -72,6 +81,7 @@ def get_config(variant: str = "beauty_sasrec") -> ExperimentConfig:
             dropout=dropout,
             attention_dropout=dropout,
             time_features=timed,
+            item_features=attributes,
             temperature=TEMPERATURE,
         ),
         train=TrainConfig(

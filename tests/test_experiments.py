@@ -16,6 +16,7 @@ SHARED_FILES = {
     "sequential:beauty_sasrec_smoke": "s3rec-seqrec/Beauty.txt",
     "sequential:beauty_hstu_smoke": "s3rec-seqrec/Beauty.txt",
     "sequential:lastfm_bag_of_events_smoke": "s3rec-seqrec/LastFM.txt",
+    "sequential:lastfm_sasrec_attributes_smoke": "s3rec-seqrec/LastFM.txt",
 }
 
 

@@ -5,7 +5,10 @@ Letters in array names: b = batch rows, l = positions, d = width, n = items.
 One module, three `architecture`s sharing the item table and the input layer, so a
 results table that lists all three shows what order (and HSTU's pointwise attention)
 buys. The encoder's output at a position is that user's query vector for the next
-item; scores are dot products with the same item table the inputs read (tied weights).
+item; scores are dot products with the same item vectors the inputs read (tied weights).
+With `item_features`, an item's vector is its id row plus the mean of its side-feature
+token rows (attributes such as category and brand, or hashed text): items that share
+attributes start close, which helps the rarely seen ones.
 
 As a user tower it takes the two-tower's query features (`encode_users(user, history,
 context)`; a left-padded history ending with the latest event), so evaluation, ScaNN
@@ -21,6 +24,7 @@ from typing import Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from recjax.data.vocab import PAD
 from recjax.layers.attention import (
@@ -29,6 +33,7 @@ from recjax.layers.attention import (
     causal_segment_mask,
     log_time_buckets,
 )
+from recjax.layers.embedding import combine_bag
 
 Architecture = Literal["sasrec", "hstu", "bag_of_events"]
 ARCHITECTURES: tuple[str, ...] = ("sasrec", "hstu", "bag_of_events")
@@ -49,6 +54,7 @@ class SequenceEncoderConfig:
     attention_dropout: float = 0.2  # On SASRec attention weights.
     time_features: bool = False  # Time-gap embeddings (+ HSTU time bias) from timestamps.
     event_type_features: bool = False  # Embed each event's type (click, purchase...).
+    item_features: bool = False  # Add each item's pooled side-feature tokens to its vector.
     num_time_buckets: int = 32  # log2-second buckets of time gaps.
     num_event_types: int = 8  # Rows of the event-type table (>= the EventType values used).
     # Scores: None = dot products of hidden states and item rows (as SASRec); a float =
@@ -72,14 +78,25 @@ class SequenceEncoderConfig:
             )
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class ItemTokens:
+    """A fixed [num_items, t] table of side-feature token ids (0 = padding), compiled into
+    the model as a constant. Hashed by identity, so a model holding one stays a valid
+    static argument of `jax.jit`."""
+
+    tokens: np.ndarray
+    num_buckets: int  # Rows of the token embedding table (token ids are below this).
+
+
 class SequenceEncoder(nn.Module):
-    """Item ids (+ optional event types and time gaps) → hidden state per position."""
+    """Item ids (+ optional event types, time gaps, item tokens) → hidden state per position."""
 
     config: SequenceEncoderConfig
     num_items: int
     max_length: int  # Longest sequence; positions 0..max_length-1 are learned.
     first_item: int = 1  # First real item row (earlier rows: padding, OOV buckets).
     end_item: int | None = None  # One past the last real item row (later: table padding).
+    item_tokens: ItemTokens | None = None  # Required by `item_features`; num_items rows.
 
     def setup(self) -> None:
         config = self.config
@@ -88,6 +105,13 @@ class SequenceEncoder(nn.Module):
         # far relative to their scale from the first epoch on.
         embed = functools.partial(nn.Embed, features=dim, embedding_init=EMBEDDING_INIT)
         self.item_embedding = embed(self.num_items, name="item_embedding")
+        if config.item_features:
+            if self.item_tokens is None or len(self.item_tokens.tokens) != self.num_items:
+                raise ValueError(
+                    f"item_features needs item_tokens with {self.num_items} rows (one per "
+                    "item-table row)."
+                )
+            self.token_embedding = embed(self.item_tokens.num_buckets, name="token_embedding")
         self.position_embedding = embed(self.max_length, name="position_embedding")
         if config.time_features:
             self.gap_embedding = embed(config.num_time_buckets, name="gap_embedding")
@@ -135,7 +159,7 @@ class SequenceEncoder(nn.Module):
           event_type_bl: `EventType` of each event (event-type features).
         """
         config = self.config
-        x_bld = self.item_embedding(items_bl)
+        x_bld = self._item_vectors(items_bl)
         x_bld += self.position_embedding(jnp.clip(position_bl, 0, self.max_length - 1))
         if config.time_features:
             previous_age_bl = jnp.pad(age_bl, ((0, 0), (1, 0)))[:, :-1]
@@ -157,6 +181,14 @@ class SequenceEncoder(nn.Module):
             else:
                 x_bld = block(x_bld, mask_blm, train=train)
         return self.output_norm(x_bld) * (segment_bl != 0)[..., None]
+
+    def _item_vectors(self, items: jax.Array) -> jax.Array:
+        """[..., d] item vectors: id rows, plus pooled token rows under `item_features`."""
+        vectors = self.item_embedding(items)
+        if self.config.item_features:
+            tokens = jnp.asarray(self.item_tokens.tokens)[items]
+            vectors += combine_bag(self.token_embedding(tokens), tokens, combiner="mean")
+        return vectors
 
     @staticmethod
     def _causal_mean(x_bld: jax.Array, mask_blm: jax.Array) -> jax.Array:
@@ -203,9 +235,9 @@ class SequenceEncoder(nn.Module):
     def encode_items(
         self, item_b: jax.Array, tokens_bt: jax.Array | None = None, *, train: bool = False
     ) -> jax.Array:
-        """[b, d] item vectors: rows of the item table (`tokens_bt` is not used)."""
+        """[b, d] item vectors (`tokens_bt` is not used: the model holds its items' tokens)."""
         del tokens_bt, train
-        return self._to_score_space(self.item_embedding(item_b))
+        return self._to_score_space(self._item_vectors(item_b))
 
     def __call__(
         self, batch: dict[str, jax.Array], *, train: bool = False
@@ -221,6 +253,7 @@ class SequenceEncoder(nn.Module):
             train=train,
         )
         scale = 1.0 if self.config.temperature is None else 1.0 / self.config.temperature
+        all_items = jnp.arange(self.num_items)
         return self._to_score_space(hidden_bld) * scale, self._to_score_space(
-            self.item_embedding.embedding
+            self._item_vectors(all_items)
         )

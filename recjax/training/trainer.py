@@ -23,7 +23,7 @@ from recjax.config import ExperimentConfig, TrainConfig
 from recjax.data.examples import RetrievalData
 from recjax.data.pipeline import TrainBatches
 from recjax.data.sequence_batches import SequenceBatches
-from recjax.models.sequence import SequenceEncoder, SequenceEncoderConfig
+from recjax.models.sequence import ItemTokens, SequenceEncoder, SequenceEncoderConfig
 from recjax.models.two_tower import TwoTower
 from recjax.sharding.mesh import batch_sharding, make_mesh, param_shardings, replicated
 from recjax.training.checkpoint import Checkpointer, restore_or_initialize
@@ -63,6 +63,7 @@ def build_model(config: ExperimentConfig, data: RetrievalData) -> Model:
             max_length=data.config.history_length,
             first_item=data.items.first_known,
             end_item=data.num_items,
+            item_tokens=_item_tokens(config, data) if config.model.item_features else None,
         )
     return TwoTower(
         config=config.model,
@@ -71,6 +72,18 @@ def build_model(config: ExperimentConfig, data: RetrievalData) -> Model:
         num_contexts=padded_rows(len(data.contexts)),
         num_text_buckets=padded_rows(data.config.text_buckets),
     )
+
+
+def _item_tokens(config: ExperimentConfig, data: RetrievalData) -> ItemTokens:
+    """The data's item tokens, padded with empty rows to the padded item table."""
+    if not data.item_tokens.any():
+        raise ValueError(
+            f"item_features needs item tokens, and the data has none: examples.text_feature "
+            f"is {config.examples.text_feature!r} (for the S3-Rec files: 'attributes')."
+        )
+    tokens = np.zeros((padded_rows(data.num_items), data.item_tokens.shape[1]), np.int32)
+    tokens[: data.num_items] = data.item_tokens
+    return ItemTokens(tokens, num_buckets=padded_rows(data.config.text_buckets))
 
 
 def padded_rows(rows: int) -> int:

@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recjax.data.event_log import EventType
+from recjax.data.examples import ExampleConfig, RetrievalData
 from recjax.data.report import DataFormatError
 from recjax.data.sources import ColumnMapping, DataConfig, load_events
 from recjax.data.sources.movielens import (
@@ -101,20 +102,24 @@ def test_movielens_latest_small_counts(shared_data):
 
 
 @pytest.mark.parametrize(
-    ("name", "users", "interactions", "items"),
+    ("name", "users", "interactions", "items", "without_attributes"),
     [
-        ("Beauty", 22_363, 198_502, 12_101),
-        ("Sports_and_Outdoors", 35_598, 296_337, 18_357),
-        ("Toys_and_Games", 19_412, 167_597, 11_924),
-        ("Yelp", 30_431, 316_354, 20_033),
-        ("LastFM", 1_090, 52_551, 3_646),
+        ("Beauty", 22_363, 198_502, 12_101, 0),
+        ("Sports_and_Outdoors", 35_598, 296_337, 18_357, 0),
+        ("Toys_and_Games", 19_412, 167_597, 11_924, 0),
+        ("Yelp", 30_431, 316_354, 20_033, 1),  # Item 12182 lists no categories.
+        ("LastFM", 1_090, 52_551, 3_646, 0),
     ],
 )
-def test_seqrec_counts(shared_data, name, users, interactions, items):
+def test_seqrec_counts(shared_data, name, users, interactions, items, without_attributes):
     events, report = read_seqrec(str(shared_data(f"s3rec-seqrec/{name}.txt")))
     assert (len(events), events.num_users(), events.num_items()) == (interactions, users, items)
     assert (events.item.min(), events.item.max()) == (1, items)  # Ids are 1..I.
-    assert report.rows_read == interactions and report.notes == {"lines (users)": users}
+    assert report.rows_read == interactions
+    assert report.notes == {
+        "lines (users)": users,
+        "items without attributes": without_attributes,
+    }
     np.testing.assert_array_equal(np.unique(events.user), np.arange(1, users + 1))
     assert np.all(events.event_type == EventType.INTERACTION) and np.all(events.value == 1)
     # Ordinal timestamps: 0, 1, 2, ... along each user's line.
@@ -241,6 +246,41 @@ def test_seqrec_positions_and_malformed_lines(tmp_path):
     # Rows are (user, item) entries: 2 + 3 + 1 (user only) + 1 (empty) + 1.
     assert report.rows_read == 8 and report.events == 3
     assert report.skipped == {"malformed item": 3, "malformed line": 2}
+
+
+def test_seqrec_attributes_follow_each_event_and_missing_items_are_counted(tmp_path):
+    path = write(tmp_path / "Tiny.txt", "1 7 8\n2 8 9\n")
+    write(tmp_path / "Tiny_item2attributes.json", '{"7": [3, 1], "8": [2], "10": [5]}')
+    events, report = read_seqrec(path)
+    np.testing.assert_array_equal(events.features["attributes"], ["3 1", "2", "2", ""])
+    assert report.notes["items without attributes"] == 1  # Item 9.
+
+
+def test_beauty_attributes_become_item_tokens(shared_data):
+    events, _ = read_seqrec(str(shared_data("s3rec-seqrec/Beauty.txt")))
+    data = RetrievalData.build(
+        events, ExampleConfig(text_feature="attributes", context_feature=None)
+    )
+    # Item 4 has attributes [1, 2, 3] in Beauty_item2attributes.json: three distinct tokens.
+    tokens = data.item_tokens[data.items.lookup(np.array([4]))[0]]
+    assert np.count_nonzero(tokens) == 3 and len(set(tokens[:3])) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ('{"7": [1,\n', 2, "json"),
+        ("[1, 2]", None, "json"),
+        ('{"x": [1]}', None, "item id"),
+        ('{"7": [1, "a"]}', None, "attributes of item 7"),
+        ('{"7": 3}', None, "attributes of item 7"),
+    ],
+)
+def test_seqrec_malformed_attributes_name_file_and_field(tmp_path, text, line, field):
+    path = write(tmp_path / "Tiny.txt", "1 7\n")
+    attributes = write(tmp_path / "Tiny_item2attributes.json", text)
+    with raises_at(attributes, line, field):
+        read_seqrec(path)
 
 
 # --- CSV ------------------------------------------------------------------------------------

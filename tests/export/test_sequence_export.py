@@ -17,10 +17,11 @@ from recjax.training.trainer import restore_trained
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def sequence_run(shared_data, tmp_path_factory):
+# Item attributes are a constant table inside the exported program: served the same way.
+@pytest.fixture(scope="module", params=["lastfm_sasrec_smoke", "lastfm_sasrec_attributes_smoke"])
+def sequence_run(request, shared_data, tmp_path_factory):
     shared_data("s3rec-seqrec/LastFM.txt")
-    config = load_experiment(str(REPO_ROOT / "experiments" / "sequential.py:lastfm_sasrec_smoke"))
+    config = load_experiment(str(REPO_ROOT / "experiments" / f"sequential.py:{request.param}"))
     config = dataclasses.replace(
         config, train=dataclasses.replace(config.train, max_steps=10, validate_every_epochs=None)
     )

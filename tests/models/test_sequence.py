@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from recjax.layers.attention import causal_segment_mask, log_time_buckets
-from recjax.models.sequence import ARCHITECTURES, SequenceEncoder, SequenceEncoderConfig
+from recjax.models.sequence import (
+    ARCHITECTURES,
+    ItemTokens,
+    SequenceEncoder,
+    SequenceEncoderConfig,
+)
 
 LENGTH = 8
 
@@ -124,3 +129,34 @@ def test_time_gaps_matter_only_with_time_features(time_features):
 def test_unknown_architecture_is_rejected():
     with pytest.raises(ValueError, match="Unknown architecture 'gru'"):
         SequenceEncoderConfig(architecture="gru")
+
+
+def test_item_features_add_the_mean_of_each_items_token_rows():
+    tokens = np.zeros((40, 3), np.int32)
+    tokens[5] = [1, 2, 0]  # Item 5: tokens 1 and 2; item 6: token 2; item 7: none.
+    tokens[6] = [2, 0, 0]
+    model = SequenceEncoder(
+        config=SequenceEncoderConfig(embedding_dim=16, item_features=True),
+        num_items=40,
+        max_length=LENGTH,
+        item_tokens=ItemTokens(tokens, num_buckets=8),
+    )
+    params = model.init(jax.random.PRNGKey(0), _packed([5, 6, 7, 0, 0, 0, 0, 0], [1] * 3 + [0] * 5))
+    ids, rows = (
+        params["params"]["item_embedding"]["embedding"],
+        params["params"]["token_embedding"]["embedding"],
+    )
+    vectors = model.apply(params, jnp.asarray([5, 6, 7]), method="encode_items")
+    expected = ids[5:8] + jnp.stack([(rows[1] + rows[2]) / 2, rows[2], jnp.zeros(16)])
+    np.testing.assert_allclose(vectors, expected, rtol=1e-6)
+    # Training scores read the same vectors as the item tower.
+    _, items_nd = model.apply(params, _packed([5, 6, 7, 0, 0, 0, 0, 0], [1] * 3 + [0] * 5))
+    np.testing.assert_allclose(items_nd[5:8], expected, rtol=1e-6)
+
+
+def test_item_features_need_one_token_row_per_item():
+    model = SequenceEncoder(
+        config=SequenceEncoderConfig(item_features=True), num_items=40, max_length=LENGTH
+    )
+    with pytest.raises(ValueError, match="item_features needs item_tokens with 40 rows"):
+        model.init(jax.random.PRNGKey(0), _packed([5] + [0] * 7, [1] + [0] * 7))
