@@ -3,6 +3,10 @@
     python experiments/sequential_tables.py                      # Beauty x3 seeds, Yelp, LastFM
     python experiments/sequential_tables.py --ml1m PATH/TO/ml-1m # also MovieLens-1M
     python experiments/sequential_tables.py --datasets lastfm --seeds 1   # a quick subset
+    python experiments/sequential_tables.py --models sasrec_attributes     # item attributes
+
+Models (and seeds) already in experiments/results/sequential.json are kept, so an
+interrupted run resumes at the next seed; --rerun trains everything again.
 
 Protocol (as in SASRec / S3-Rec / HSTU): leave-one-out, the last item is the test target
 and the one before it the validation target; every item in the catalogue is ranked, the
@@ -30,6 +34,7 @@ sys.path.insert(0, str(EXPERIMENTS))
 from readme_tables import replace_table  # noqa: E402
 from sequential import DATASETS, get_config  # noqa: E402
 
+from recjax.config import ExperimentConfig  # noqa: E402
 from recjax.data.sources import DataConfig  # noqa: E402
 from recjax.main_job import load_data, train_and_evaluate  # noqa: E402
 from recjax.models.sequence import ARCHITECTURES  # noqa: E402
@@ -69,10 +74,19 @@ def run_one(config, workdir: Path) -> dict[str, float]:
     }
 
 
+def _seeded(config: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """`config` with `seed` for initialisation, dropout and batch order."""
+    batch = dataclasses.replace(config.train.batch, seed=seed)
+    return dataclasses.replace(
+        config, seed=seed, train=dataclasses.replace(config.train, batch=batch)
+    )
+
+
 def summarise(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Mean of every field, plus `<field>_std` (sample std over seeds; 0 for one seed)."""
+    """Mean of every metric over the seeds' runs, plus `<metric>_std` (sample std over
+    seeds; 0 for one seed)."""
     summary: dict[str, float] = {"seeds": len(runs)}
-    for name in runs[0]:
+    for name in (name for name in runs[0] if name != "seed"):
         values = [run[name] for run in runs]
         summary[name] = statistics.fmean(values)
         summary[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -91,7 +105,7 @@ def readme_table(results: dict) -> str:
                 for m in ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
             ]
             lines.append(
-                f"| {dataset} | recjax {model} | "
+                f"| {dataset} | recjax {model.replace('_attributes', ' + item attributes')} | "
                 + " | ".join(cells)
                 + f" | {row['seeds']} | {row['train_seconds'] / 60:.1f} min |"
             )
@@ -103,32 +117,40 @@ def readme_table(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--datasets", nargs="+", default=["beauty", "yelp", "lastfm"])
-    parser.add_argument("--models", nargs="+", default=list(ARCHITECTURES))
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=[*ARCHITECTURES, "sasrec_attributes"],
+        help="architectures, `_attributes` for item attributes (S3-Rec files only)",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="seeds on Beauty (1 elsewhere)")
     parser.add_argument("--ml1m", help="MovieLens-1M folder (with ratings.dat) or tfds:1m-ratings")
     parser.add_argument("--readme", action="store_true", help="also rewrite the README table")
+    parser.add_argument(
+        "--rerun", action="store_true", help="train again what sequential.json already holds"
+    )
     args = parser.parse_args()
     datasets = list(args.datasets) + (["ml1m"] if args.ml1m else [])
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for dataset in datasets:
         if dataset not in DATASETS:
             parser.error(f"unknown dataset {dataset!r}")
+        wanted = args.seeds if dataset == "beauty" else 1
         for model in args.models:
+            if model.endswith("_attributes") and dataset == "ml1m":
+                continue  # MovieLens-1M ships no item-attribute file.
+            entry = {} if args.rerun else results.get(dataset, {}).get(model, {})
+            if entry.get("seeds", 0) >= wanted:
+                print(f"{dataset} {model}: {entry['seeds']} seed(s) in {RESULTS.name}, kept")
+                continue
             config = get_config(f"{dataset}_{model}")
             if dataset == "ml1m":
                 config = dataclasses.replace(config, data=_ml1m_data(args.ml1m))
-            runs = []
-            for seed in range(args.seeds if dataset == "beauty" else 1):
-                seeded = dataclasses.replace(
-                    config,
-                    seed=seed,
-                    train=dataclasses.replace(
-                        config.train, batch=dataclasses.replace(config.train.batch, seed=seed)
-                    ),
-                )
+            runs = list(entry.get("runs", []))
+            for seed in sorted(set(range(wanted)) - {run["seed"] for run in runs}):
                 start = time.perf_counter()
                 with tempfile.TemporaryDirectory() as workdir:
-                    runs.append(run_one(seeded, Path(workdir)))
+                    runs.append({"seed": seed, **run_one(_seeded(config, seed), Path(workdir))})
                 print(
                     f"{dataset} {model} seed {seed}: "
                     f"R@10 {runs[-1]['recall@10']:.4f} N@10 {runs[-1]['ndcg@10']:.4f} "
@@ -136,8 +158,9 @@ def main() -> None:
                     flush=True,
                 )
                 jax.clear_caches()
-            results.setdefault(dataset, {})[model] = summarise(runs)
-            RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+                # Saved after every seed: an interrupted run resumes at the next seed.
+                results.setdefault(dataset, {})[model] = {**summarise(runs), "runs": runs}
+                RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(readme_table(results))
     if args.readme:
         replace_table("sequential", readme_table(results))

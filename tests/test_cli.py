@@ -101,3 +101,21 @@ def test_malformed_data_names_file_line_and_field(tmp_path):
     )
     assert result.returncode == 1
     assert f"{data}:2" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sequence_encoder_trains_and_recommends_like_the_two_tower(tmp_path, shared_data):
+    sequences = shared_data("s3rec-seqrec/LastFM.txt")
+    config = str(REPO / "experiments" / "sequential.py:lastfm_sasrec_smoke")
+    trained = recjax("train", "--config", config, "--workdir", str(tmp_path), "--no-progress")
+    assert trained.returncode == 0, trained.stderr
+    assert "sasrec" in json.loads((tmp_path / "results.json").read_text())["metrics"]
+    result = recjax("recommend", "--workdir", str(tmp_path), "--user", "1", "--k", "5")
+    assert result.returncode == 0, result.stderr
+    _, *lines = result.stdout.strip().splitlines()
+    ranked = [line.split() for line in lines if line.split()[0].isdigit()]
+    assert [row[0] for row in ranked] == ["1", "2", "3", "4", "5"]
+    scores = [float(row[1]) for row in ranked]
+    assert scores == sorted(scores, reverse=True)
+    # The protocol excludes the user's earlier items: none of user 1's LastFM items return.
+    history = set(sequences.read_text().splitlines()[0].split()[1:])
+    assert not {row[2] for row in ranked} & history
