@@ -45,9 +45,17 @@ def test_served_query_vectors_equal_the_trained_encoders(sequence_run, tmp_path)
     for user, vector in zip(users, expected, strict=True):
         served = recommender.recommend(RecommendRequest(user=str(user), k=3))
         assert served["path"] == "personalized"
-        best = contents.item_embeddings @ vector
-        top = data.items.raw(np.argsort(-best)[:3] + data.items.first_known)
-        assert [item["item"] for item in served["items"]] == [str(i) for i in top]
+        # Served scores are the served query vector's exact dot products: equal to the
+        # trained encoder's for the same items. (Which items ScaNN finds among the
+        # near-ties of a 10-step model is ScaNN's business, tested in tests/retrieval.)
+        raw = np.array([int(item["item"]) for item in served["items"]])
+        served_rows = data.items.lookup(raw) - data.items.first_known
+        np.testing.assert_allclose(
+            [item["score"] for item in served["items"]],
+            contents.item_embeddings[served_rows] @ vector,
+            rtol=1e-5,
+            atol=1e-6,
+        )
 
 
 def test_encoders_with_time_features_are_refused(sequence_run):
