@@ -272,6 +272,7 @@ def test_beauty_attributes_become_item_tokens(shared_data):
         ('{"7": [1,\n', 2, "json"),
         ("[1, 2]", None, "json"),
         ('{"x": [1]}', None, "item id"),
+        ('{"--5": [1]}', None, "item id"),
         ('{"7": [1, "a"]}', None, "attributes of item 7"),
         ('{"7": 3}', None, "attributes of item 7"),
     ],

@@ -5,6 +5,7 @@ categories, LastFM tags) when that file sits beside the sequence file."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def read_item_attributes(path: str | Path) -> dict[int, str]:
         )
     attributes = {}
     for key, values in mapping.items():
-        if not key.lstrip("-").isdigit():
+        if re.fullmatch(r"-?\d+", key) is None:
             raise DataFormatError(path, None, "item id", "an integer (as a string)", key)
         if not isinstance(values, list) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in values
