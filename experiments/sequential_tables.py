@@ -138,7 +138,8 @@ def main() -> None:
         wanted = args.seeds if dataset == "beauty" else 1
         for model in args.models:
             if model.endswith("_attributes") and dataset == "ml1m":
-                continue  # MovieLens-1M ships no item-attribute file.
+                print(f"ml1m {model}: skipped, MovieLens-1M has no item-attribute file")
+                continue
             entry = {} if args.rerun else results.get(dataset, {}).get(model, {})
             if entry.get("seeds", 0) >= wanted:
                 print(f"{dataset} {model}: {entry['seeds']} seed(s) in {RESULTS.name}, kept")
