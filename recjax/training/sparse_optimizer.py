@@ -99,8 +99,19 @@ def adam_rows_update(
 def unique_rows(ids: jax.Array, *, size: int, num_rows: int) -> tuple[jax.Array, jax.Array]:
     """(row_ids [size], local [ids.shape]): the distinct ids padded with `num_rows`, and
     each id's position among them, so that `row_ids[local] == ids`. Jittable: `size`
-    bounds the distinct ids per batch."""
-    row_ids, local = jnp.unique(ids.ravel(), size=size, fill_value=num_rows, return_inverse=True)
+    bounds the distinct ids per batch.
+
+    Equal to `jnp.unique(..., size=size, fill_value=num_rows, return_inverse=True)`, about
+    3× faster on CPU: it sorts the ids alone and finds each id's slot by binary search,
+    where `jnp.unique` sorts (id, position) pairs, which XLA:CPU does through a comparator.
+    """
+    flat = ids.ravel()
+    sorted_ids = jnp.sort(flat)
+    first = jnp.concatenate([jnp.ones((1,), bool), sorted_ids[1:] != sorted_ids[:-1]])
+    slot = jnp.where(first, jnp.cumsum(first) - 1, size)  # repeats go out of range: dropped
+    row_ids = jnp.full((size,), num_rows, flat.dtype).at[slot].set(sorted_ids, mode="drop")
+    # row_ids is ascending, its padding (num_rows) above every id: the left match is exact.
+    local = jnp.searchsorted(row_ids, flat).astype(jnp.int32)
     return row_ids, local.reshape(ids.shape)
 
 

@@ -40,6 +40,18 @@ def test_unique_rows_round_trips_and_pads():
     np.testing.assert_array_equal(row_ids[local], ids)
 
 
+@pytest.mark.parametrize("num_rows, shape", [(1_000, (64, 20)), (3, (5, 4)), (10**7, (1, 1))])
+def test_unique_rows_equals_jnp_unique(num_rows, shape):
+    ids = jnp.asarray(np.random.default_rng(num_rows).integers(0, num_rows, size=shape), jnp.int32)
+    size = ids.size
+    expected = jnp.unique(ids.ravel(), size=size, fill_value=num_rows, return_inverse=True)
+    row_ids, local = jax.jit(sparse.unique_rows, static_argnames=("size", "num_rows"))(
+        ids, size=size, num_rows=num_rows
+    )
+    np.testing.assert_array_equal(row_ids, expected[0])
+    np.testing.assert_array_equal(local, expected[1].reshape(shape))
+
+
 def test_row_gradient_equals_the_dense_gradient_rows():
     table, ids, weights = _problem()
     row_ids, grad_rows = _row_grad(table, ids, weights)
