@@ -3,7 +3,7 @@
     python experiments/embedding_benchmark.py                 # ~10 min on 2 CPUs, 24 GiB
     python experiments/embedding_benchmark.py --readme        # also rewrites the README table
 
-Part 1, tables of 1M, 10M and 50M rows × 64 float32 dims and one fixed batch (4,096
+Part 1, tables of 1M, 10M, 20M and 50M rows × 64 float32 dims and one fixed batch (4,096
 examples × 20 ids, drawn from a Zipf(1.05) law over 1M ranks with seed 0, then spread
 over the table by a fixed bijective hash so every size sees the same duplicates):
 
@@ -22,9 +22,15 @@ passes 20 GiB. Each (size, method) runs in its own subprocess, so `peak_rss` —
 worker's `ru_maxrss`, including the ~0.3 GiB of the Python + JAX runtime — belongs to
 that configuration alone. Times: compile and one warm-up step first, then 5 repeats
 (each ≥ ~0.5 s of steps, `block_until_ready` after every step); the median repeat is
-reported. `rows/s` counts looked-up ids (81,920 a step), not distinct rows. Tables are
-filled with a cheap deterministic pattern rather than random numbers (the values do not
-change the work; a 50M-row normal draw would take longer than the benchmark).
+reported, and the fastest too. `rows/s` counts looked-up ids (81,920 a step), not
+distinct rows.
+
+Each timed run also records its minor page faults and CPU time (user, kernel) per step
+(`getrusage`). Under glibc's default malloc, XLA:CPU's per-step temporaries (a few
+[81,920, 64] buffers) live in thread arenas whose heaps are unmapped when freed, so every
+step faults them in again (~16k faults), and that kernel time is part of the step. Every
+configuration therefore runs twice: under the default malloc, and with `GLIBC_TUNABLES`
+set to keep the heap (`ALLOCATORS`).
 
 Part 2, training throughput (examples/s) of the two-tower and SASRec smoke experiments
 (`online_retail.py:smoke`, `sequential.py:beauty_sasrec_smoke`; `--devices-only` re-times
@@ -62,7 +68,7 @@ import numpy as np
 EXPERIMENTS = Path(__file__).resolve().parent
 RESULTS = EXPERIMENTS / "results" / "embeddings.json"
 
-SIZES = (1_000_000, 10_000_000, 50_000_000)
+SIZES = (1_000_000, 10_000_000, 20_000_000, 50_000_000)  # 20M: the largest dense run here
 DIM = 64
 BATCH, IDS_PER_EXAMPLE = 4096, 20
 ZIPF_EXPONENT, ZIPF_RANKS = 1.05, 1_000_000  # ranks ≤ the smallest table's rows
@@ -72,6 +78,14 @@ GIB = 2**30
 PROCESS_LIMIT = 20 * GIB  # no worker may grow past this (the watchdog kills it)
 HEADROOM = 2 * GIB  # left to the rest of the machine
 METHODS = ("rowwise", "adagrad", "dense")
+# Each (size, method) runs under both: glibc's default malloc, and malloc told to keep its
+# heap (one arena, chunks ≤ 32 MiB from the heap, never trimmed below 4 GiB, grown 256 MiB
+# at a time), so that a step's temporaries reuse memory that is already mapped.
+ALLOCATORS = {
+    "default": "",
+    "kept heap": "glibc.malloc.arena_max=1:glibc.malloc.mmap_threshold=33554432:"
+    "glibc.malloc.trim_threshold=4294967296:glibc.malloc.top_pad=268435456",
+}
 MESHES = (("1 device (no flag)", 1, 1), ("8 devices, data=1", 8, 1), ("8 devices, data=8", 8, 8))
 # (model, experiment): smoke configs timed on each mesh; examples are (query, item) pairs
 # for the two-tower and whole user sequences for SASRec.
@@ -113,7 +127,10 @@ def _peak_memory(jax) -> dict:
 
 
 def _time_steps(step, repeats: int) -> dict:
-    """Compiles (first call), warms up, then times `repeats` runs of ≥ ~0.5 s of steps."""
+    """Compiles (first call), warms up, then times `repeats` runs of ≥ ~0.5 s of steps;
+    also counts the page faults and CPU time (user, kernel) of the timed steps."""
+    import resource
+
     start = time.perf_counter()
     step()
     compile_seconds = time.perf_counter() - start
@@ -122,11 +139,14 @@ def _time_steps(step, repeats: int) -> dict:
     warm = time.perf_counter() - start
     steps_per_repeat = max(1, int(0.5 / max(warm, 1e-6)))
     seconds = []
+    before = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(steps_per_repeat):
             step()
         seconds.append((time.perf_counter() - start) / steps_per_repeat)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    timed_steps = repeats * steps_per_repeat
     median = statistics.median(seconds)
     ids = BATCH * IDS_PER_EXAMPLE
     return {
@@ -134,8 +154,12 @@ def _time_steps(step, repeats: int) -> dict:
         "steps_per_repeat": steps_per_repeat,
         "step_seconds": seconds,
         "median_step_seconds": median,
+        "min_step_seconds": min(seconds),
         "steps_per_sec": 1.0 / median,
         "rows_per_sec": ids / median,
+        "minor_faults_per_step": (after.ru_minflt - before.ru_minflt) / timed_steps,
+        "system_seconds_per_step": (after.ru_stime - before.ru_stime) / timed_steps,
+        "user_seconds_per_step": (after.ru_utime - before.ru_utime) / timed_steps,
     }
 
 
@@ -165,7 +189,10 @@ def table_worker(method: str, num_rows: int, repeats: int) -> dict:
         return jnp.mean((pooled_bd @ weights_d - targets_b) ** 2)
 
     carry = {"table": jax.block_until_ready(make_table())}  # the step swaps it for its output
-    result = {"unique_rows_per_step": int(len(np.unique(ids_np)))}
+    result = {
+        "unique_rows_per_step": int(len(np.unique(ids_np))),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+    }
 
     if method == "rowwise":
         lookup = jax.jit(lambda t, i: jnp.take(t, i, axis=0))
@@ -313,33 +340,44 @@ def _budget(probe: dict) -> int:
     return min(PROCESS_LIMIT, _mem_available() - HEADROOM)
 
 
+def _run_table(allocator: str, tunables: str, num_rows: int, probe, repeats, say) -> dict:
+    """Every method on one table size, each in its own worker under `tunables`."""
+    entry = {
+        "allocator": allocator,
+        "rows": num_rows,
+        "dim": DIM,
+        "table_bytes": num_rows * DIM * 4,
+    }
+    for method in METHODS:
+        needs, budget = estimated_bytes(method, num_rows), _budget(probe)
+        if needs > budget:
+            entry[method] = {"skipped": f"needs ~{needs / GIB:.0f} GiB", "budget_bytes": budget}
+        else:
+            entry[method] = _run_worker(
+                ["--table", method, str(num_rows), "--repeats", str(repeats)],
+                {"GLIBC_TUNABLES": tunables},
+            )
+        say(f"{allocator:10s} {num_rows:>11,} rows  {method:8s}  {_summary(entry[method])}")
+    for method in ("rowwise", "adagrad"):
+        sparse, dense = entry[method], entry["dense"]
+        if "step" in sparse and "step" in dense:
+            entry[f"{method}_over_dense"] = (
+                sparse["step"]["steps_per_sec"] / dense["step"]["steps_per_sec"]
+            )
+    return entry
+
+
 def run(sizes=SIZES, repeats: int = 5, device_steps: int = 60, say=print) -> dict:
     start, load_before = time.perf_counter(), os.getloadavg()
     probe = _run_worker(["--probe"])
     say(f"machine: {probe}")
-    tables = []
-    for num_rows in sizes:
-        entry = {"rows": num_rows, "dim": DIM, "table_bytes": num_rows * DIM * 4}
-        for method in METHODS:
-            needs, budget = estimated_bytes(method, num_rows), _budget(probe)
-            if needs > budget:
-                entry[method] = {
-                    "skipped": f"needs ~{needs / GIB:.0f} GiB",
-                    "budget_bytes": budget,
-                }
-            else:
-                entry[method] = _run_worker(
-                    ["--table", method, str(num_rows), "--repeats", str(repeats)]
-                )
-            say(f"{num_rows:>11,} rows  {method:8s}  {_summary(entry[method])}")
-        for method in ("rowwise", "adagrad"):
-            sparse, dense = entry[method], entry["dense"]
-            if "step" in sparse and "step" in dense:
-                entry[f"{method}_over_dense"] = (
-                    sparse["step"]["steps_per_sec"] / dense["step"]["steps_per_sec"]
-                )
-        tables.append(entry)
-
+    # malloc's settings matter where the tables live in host memory.
+    allocators = ALLOCATORS if probe["backend"] == "cpu" else {"default": ""}
+    tables = [
+        _run_table(allocator, tunables, num_rows, probe, repeats, say)
+        for allocator, tunables in allocators.items()
+        for num_rows in sizes
+    ]
     return {
         "command": "python experiments/embedding_benchmark.py",
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
@@ -356,7 +394,7 @@ def run(sizes=SIZES, repeats: int = 5, device_steps: int = 60, say=print) -> dic
         "dim": DIM,
         "repeats": repeats,
         "tables": tables,
-        "devices": run_devices(device_steps, say),
+        "devices": run_devices(device_steps, say) if device_steps else [],
         "wall_seconds": round(time.perf_counter() - start, 1),
         # Other work on the machine disturbs the timings: 1/5/15-min load, before and after.
         "load_average": {"before": load_before, "after": os.getloadavg()},
@@ -391,6 +429,9 @@ def _summary(result: dict) -> str:
     step = result["step"]
     return (
         f"{step['steps_per_sec']:9.2f} steps/s  {step['rows_per_sec']:14,.0f} rows/s  "
+        f"{1e3 * step['median_step_seconds']:7.1f} ms (min {1e3 * step['min_step_seconds']:.1f})  "
+        f"{step['minor_faults_per_step']:8,.0f} faults, "
+        f"kernel {1e3 * step['system_seconds_per_step']:6.1f} ms  "
         f"peak RSS {result['peak_rss_bytes'] / GIB:5.2f} GiB"
     )
 
@@ -406,25 +447,35 @@ def _rss_cell(result: dict) -> str:
 
 
 def table_markdown(results: dict) -> str:
-    """The README tables: per table size, then training examples/s per mesh."""
+    """The README tables: per malloc and table size, then training examples/s per mesh."""
     lines = [
-        "| rows × 64 | lookup rows/s | row-wise Adagrad steps/s (rows/s) | "
+        "| malloc | rows × 64 | lookup rows/s | row-wise Adagrad steps/s (rows/s) | "
+        "row-wise ms/step: median (fastest) | row-wise CPU ms/step: user / kernel (page faults) | "
         "sparse Adagrad steps/s | dense Adagrad steps/s | row-wise / dense | "
         "peak RSS GiB (row-wise / sparse / dense) |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for entry in results["tables"]:
         rowwise = entry["rowwise"]
-        lookup = f"{rowwise['lookup']['rows_per_sec'] / 1e6:,.1f} M" if "lookup" in rowwise else "—"
-        rowwise_cell = (
-            _steps(rowwise)
-            if "skipped" in rowwise
-            else f"{_steps(rowwise)} ({rowwise['step']['rows_per_sec'] / 1e6:,.2f} M)"
-        )
+        if "skipped" in rowwise:
+            lookup = rowwise_cell = milliseconds = kernel = "—"
+        else:
+            step = rowwise["step"]
+            lookup = f"{rowwise['lookup']['rows_per_sec'] / 1e6:,.1f} M"
+            rowwise_cell = f"{_steps(rowwise)} ({step['rows_per_sec'] / 1e6:,.2f} M)"
+            milliseconds = (
+                f"{1e3 * step['median_step_seconds']:.0f} ({1e3 * step['min_step_seconds']:.0f})"
+            )
+            kernel = (
+                f"{1e3 * step['user_seconds_per_step']:.0f} / "
+                f"{1e3 * step['system_seconds_per_step']:.0f} "
+                f"({step['minor_faults_per_step']:,.0f})"
+            )
         ratio = entry.get("rowwise_over_dense")
         lines.append(
-            f"| {entry['rows'] / 1e6:g}M | {lookup} | {rowwise_cell} | "
-            f"{_steps(entry['adagrad'])} | {_steps(entry['dense'])} | "
+            f"| {entry['allocator']} | {entry['rows'] / 1e6:g}M | {lookup} | {rowwise_cell} | "
+            f"{milliseconds} | {kernel} | {_steps(entry['adagrad'])} | "
+            f"{_steps(entry['dense'])} | "
             + (f"{ratio:,.1f}×" if ratio else "—")
             + " | "
             + " / ".join(_rss_cell(entry[method]) for method in METHODS)
@@ -434,8 +485,14 @@ def table_markdown(results: dict) -> str:
     lines += [
         "",
         f"Batch: {batch['examples']:,} examples × {batch['ids_per_example']} ids, "
-        f"Zipf({batch['zipf_exponent']}); {results['machine']}; "
+        f"Zipf({batch['zipf_exponent']}), "
+        f"{results['tables'][0]['rowwise']['unique_rows_per_step']:,} distinct rows a step; "
+        f"{results['machine']}; "
         f"jax {results['jax']}; `{results['command']}`.",
+    ]
+    if not results["devices"]:
+        return "\n".join(lines)
+    lines += [
         "",
         "| smoke training | mesh | examples/s | vs 8 devices, data=1 |",
         "|---|---|---:|---:|",
@@ -459,7 +516,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device-steps", type=int, default=60)
+    parser.add_argument(
+        "--device-steps", type=int, default=60, help="training steps per mesh in part 2 (0: skip)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--readme", action="store_true", help="rewrite the README table")
     # Worker modes (one configuration per process, so peak RSS is its own).
