@@ -23,7 +23,9 @@ worker's `ru_maxrss`, including the ~0.3 GiB of the Python + JAX runtime — bel
 that configuration alone. Times: compile and one warm-up step first, then 5 repeats
 (each ≥ ~0.5 s of steps, `block_until_ready` after every step); the median repeat is
 reported, and the fastest too. `rows/s` counts looked-up ids (81,920 a step), not
-distinct rows.
+distinct rows. Tables are filled with a cheap deterministic pattern rather than random
+numbers (the values do not change the work; a 50M-row normal draw would take longer than
+the benchmark).
 
 Each timed run also records its minor page faults and CPU time (user, kernel) per step
 (`getrusage`). Under glibc's default malloc, XLA:CPU's per-step temporaries (a few
