@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from recjax.data.vocab import PAD
+from recjax.layers.embedding import combine_bag
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -29,13 +29,6 @@ class TwoTowerConfig:
     output_dim: int = 64  # Width of the shared user/item space (L2-normalised).
     dropout: float = 0.0  # Dropout on tower inputs during training.
     recent_lengths: tuple[int, ...] = (1, 5)  # Also pool the last few history items alone.
-
-
-def masked_mean(embeddings_bhd: jax.Array, ids_bh: jax.Array) -> jax.Array:
-    """Mean of the embeddings whose id is not PAD; zeros for an all-padding row."""
-    mask_bh1 = (ids_bh != PAD)[..., None].astype(embeddings_bhd.dtype)
-    total_bd = (embeddings_bhd * mask_bh1).sum(axis=-2)
-    return total_bd / jnp.maximum(mask_bh1.sum(axis=-2), 1.0)
 
 
 class Tower(nn.Module):
@@ -89,13 +82,13 @@ class TwoTower(nn.Module):
         history_bhd = self.item_embedding(history_bh)
         # Histories are left-padded, so the most recent items are the last columns.
         recent_pools = [
-            masked_mean(history_bhd[:, -length:], history_bh[:, -length:])
+            combine_bag(history_bhd[:, -length:], history_bh[:, -length:], combiner="mean")
             for length in self.config.recent_lengths
         ]
         features_bd = jnp.concatenate(
             [
                 self.user_embedding(user_b),
-                masked_mean(history_bhd, history_bh),
+                combine_bag(history_bhd, history_bh, combiner="mean"),
                 *recent_pools,
                 self.context_embedding(context_b),
             ],
@@ -109,7 +102,7 @@ class TwoTower(nn.Module):
         features_bd = jnp.concatenate(
             [
                 self.item_embedding(item_b),
-                masked_mean(self.token_embedding(tokens_bt), tokens_bt),
+                combine_bag(self.token_embedding(tokens_bt), tokens_bt, combiner="mean"),
             ],
             axis=-1,
         )

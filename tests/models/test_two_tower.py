@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from recjax.models.two_tower import TwoTower, TwoTowerConfig, masked_mean
+from recjax.models.two_tower import TwoTower, TwoTowerConfig
 
 
 def _model():
@@ -27,12 +27,6 @@ def _batch():
         "item": jnp.array([3, 6]),
         "item_tokens": jnp.array([[1, 2, 0], [0, 0, 0]]),
     }
-
-
-def test_masked_mean_ignores_padding_and_handles_empty_rows():
-    embeddings = jnp.arange(12.0).reshape(2, 3, 2)
-    ids = jnp.array([[0, 4, 5], [0, 0, 0]])
-    np.testing.assert_allclose(masked_mean(embeddings, ids), [[3.0, 4.0], [0.0, 0.0]])
 
 
 def test_towers_output_unit_vectors_and_no_nan_for_empty_history():
