@@ -58,6 +58,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -119,8 +120,6 @@ def estimated_bytes(method: str, num_rows: int) -> int:
 
 
 def _peak_memory(jax) -> dict:
-    import resource
-
     peak = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
     if stats and "peak_bytes_in_use" in stats:
@@ -131,8 +130,6 @@ def _peak_memory(jax) -> dict:
 def _time_steps(step, repeats: int) -> dict:
     """Compiles (first call), warms up, then times `repeats` runs of ≥ ~0.5 s of steps;
     also counts the page faults and CPU time (user, kernel) of the timed steps."""
-    import resource
-
     start = time.perf_counter()
     step()
     compile_seconds = time.perf_counter() - start
